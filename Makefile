@@ -1,0 +1,38 @@
+# orderflow: the README's commands. `make run` starts everything locally and
+# places a demo order; `make test` runs every test (CI runs it via .ci/run).
+
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/orderflow/target
+# Fewer parallel test binaries than cores would starve the emulator; more would
+# thrash a 2-core machine.
+CARGO_TEST_FLAGS ?=
+
+.PHONY: help run stop test test-rust deps build lint fmt bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: ## install what is missing, start everything, place a demo order
+	@scripts/run.sh
+
+stop: ## stop what `make run` started
+	@scripts/stop.sh
+
+deps: ## make sure PostgreSQL, Redis and the SQS emulator are installed and running
+	@scripts/deps.sh
+
+build: ## build every crate
+	cargo build --workspace --all-targets
+
+test: deps ## every test, on the real PostgreSQL, Redis and SQS emulator
+	cargo test --workspace $(CARGO_TEST_FLAGS)
+
+lint: ## formatting and clippy, warnings are errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+bench: deps ## load benchmark of order intake (release build)
+	@scripts/bench.sh

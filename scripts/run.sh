@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make run`: installs and starts what is missing, builds and (re)starts the
+# services on 127.0.0.1, registers the demo OAuth2 client, places a demo order
+# and prints it. Safe to run again: it restarts only the orderflow services.
+source "$(dirname "$0")/lib.sh"
+
+"$ROOT/scripts/deps.sh"
+
+PGURL="postgres://postgres@127.0.0.1:5432"
+step "creating databases"
+for db in orderflow_orders orderflow_delivery; do
+  if [ "$(psql "$PGURL/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" = "1" ]; then
+    ok "$db exists"
+  else
+    psql "$PGURL/postgres" -qc "CREATE DATABASE $db" && ok "$db created"
+  fi
+done
+
+step "building the services (cargo build; the first build takes a few minutes)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
+cargo build --quiet --bin order-service
+BIN="$CARGO_TARGET_DIR/debug"
+ok "built into $BIN"
+
+KEY="$STATE_DIR/dev-jwt-signing-key.pem"
+if [ ! -f "$KEY" ]; then
+  "$BIN/order-service" keys generate >"$KEY"
+  chmod 600 "$KEY"
+  ok "generated a development JWT signing key at $KEY"
+fi
+
+# Shared settings of the local services (see the README's configuration table).
+export SQS_ENDPOINT_URL="http://127.0.0.1:$SQS_PORT" SQS_CREATE_QUEUES=true AWS_REGION=us-east-1
+export REDIS_URL=redis://127.0.0.1:6379 LOG_FORMAT=json RUST_LOG="${RUST_LOG:-info,sqlx=warn,aws_config=warn}"
+
+start_service() {
+  local name=$1 port=$2
+  shift 2
+  local pidfile="$RUN_DIR/$name.pid" log="$RUN_DIR/$name.log"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    kill -TERM "$(cat "$pidfile")"
+    for _ in $(seq 1 100); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+    ok "stopped the previous $name"
+  fi
+  port_open "$port" && die "127.0.0.1:$port is in use by another program; stop it or set the port"
+  step "starting $name on 127.0.0.1:$port (log: $log)"
+  env "$@" nohup "$BIN/$name" >>"$log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 300); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ok "$name ready"; return; }
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || { tail -20 "$log" >&2; die "$name exited during start-up"; }
+    sleep 0.1
+  done
+  tail -20 "$log" >&2
+  die "$name did not become ready within 30s"
+}
+
+start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$PGURL/orderflow_orders" JWT_PRIVATE_KEY_FILE="$KEY"
+
+step "registering the demo client (id demo, secret demo-secret; development only)"
+DATABASE_URL="$PGURL/orderflow_orders" JWT_PRIVATE_KEY_FILE="$KEY" LOG_FORMAT=pretty RUST_LOG=warn \
+  ORDERFLOW_NEW_CLIENT_SECRET=demo-secret "$BIN/order-service" clients create --client-id demo \
+  --customer-id 01900000-0000-7000-8000-00000000d3a0 --scope "orders:read orders:write" --replace >/dev/null
+ok "client demo registered"
+
+step "placing a demo order"
+TOKEN=$(curl -fsS -u demo:demo-secret -d grant_type=client_credentials http://127.0.0.1:8080/auth/token |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+ORDER=$(curl -fsS http://127.0.0.1:8080/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -H "Idempotency-Key: demo-$(date +%s)" \
+  -d '{"currency":"EUR","items":[{"sku":"SKU-123","quantity":2,"unit_price_minor":1299}],
+       "shipping_address":{"name":"Ada Lovelace","line1":"12 Example Street","line2":null,"city":"London","postal_code":"N1 9GU","country":"GB"}}')
+echo "$ORDER" | python3 -m json.tool
+ORDER_ID=$(echo "$ORDER" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+cat <<MSG
+
+$(printf '\033[1;32m')orderflow is running.$(printf '\033[0m') Try:
+
+  TOKEN=\$(curl -s -u demo:demo-secret -d grant_type=client_credentials http://127.0.0.1:8080/auth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s http://127.0.0.1:8080/orders/$ORDER_ID -H "Authorization: Bearer \$TOKEN"
+  curl -s http://127.0.0.1:8080/orders -H "Authorization: Bearer \$TOKEN"
+  curl -s http://127.0.0.1:8080/readyz
+  curl -s http://127.0.0.1:8080/openapi.json
+
+Logs: $RUN_DIR/*.log    Stop: make stop
+MSG

@@ -1,0 +1,60 @@
+//! Building an `aws_sdk_sqs::Client` from orderflow settings.
+//!
+//! With an endpoint override (the local emulator) and no AWS credentials in the
+//! environment, static dummy credentials are used: emulators accept any, and a
+//! fresh developer machine has none. In AWS the default credential chain
+//! (IRSA, instance profile, environment) applies.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_sqs::config::Credentials;
+
+/// Where and how to reach SQS.
+#[derive(Debug, Clone)]
+pub struct SqsSettings {
+    /// Endpoint override, e.g. `http://127.0.0.1:9324` for the emulator; `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// AWS region of the queues.
+    pub region: String,
+    /// Upper bound on one HTTP attempt. Long polls add their wait time to it.
+    pub attempt_timeout: Duration,
+}
+
+impl SqsSettings {
+    pub fn local(endpoint_url: impl Into<String>) -> Self {
+        Self {
+            endpoint_url: Some(endpoint_url.into()),
+            region: "us-east-1".into(),
+            attempt_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds the client. It connects lazily: an unreachable SQS shows up on the
+/// first call, not here, so services start (and accept orders) without it.
+pub async fn connect(settings: &SqsSettings) -> aws_sdk_sqs::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                // Long polls wait up to 20 s server-side; leave room for them.
+                .operation_attempt_timeout(settings.attempt_timeout + Duration::from_secs(20))
+                .build(),
+        );
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(Credentials::new(
+                "orderflow",
+                "orderflow",
+                None,
+                None,
+                "static-local",
+            ));
+        }
+    }
+    aws_sdk_sqs::Client::new(&loader.load().await)
+}

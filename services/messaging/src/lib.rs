@@ -1,0 +1,27 @@
+//! SQS mechanics shared by every orderflow service: building the client (with
+//! an endpoint override for the local emulator), provisioning FIFO queues with
+//! their dead-letter queues, and publishing batches of events.
+//!
+//! This crate speaks SQS and the envelope's attribute conventions; it knows no
+//! database. The transactional outbox that feeds [`Publisher`] lives in the
+//! `outbox` crate.
+
+pub mod client;
+pub mod provision;
+pub mod publish;
+
+pub use client::{SqsSettings, connect};
+pub use provision::{QueueUrls, dlq_name, ensure_fifo_queue};
+pub use publish::{BatchOutcome, OutgoingMessage, PublishError, Publisher};
+
+pub use aws_sdk_sqs::Client as SqsClient;
+
+/// The message attribute carrying the event type, so consumers and operators can
+/// filter without parsing the body.
+pub const ATTR_EVENT_TYPE: &str = "event_type";
+/// W3C trace context attributes.
+pub const ATTR_TRACEPARENT: &str = "traceparent";
+pub const ATTR_TRACESTATE: &str = "tracestate";
+
+/// SQS allows at most ten entries per batch call.
+pub const MAX_BATCH: usize = 10;

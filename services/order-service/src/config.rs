@@ -1,0 +1,205 @@
+//! The order-service's settings: one struct, filled from environment variables
+//! with defaults for local development, validated at start-up. Every variable is
+//! listed, with its default and meaning, in the README's configuration table.
+
+use std::{net::SocketAddr, time::Duration};
+
+use messaging::SqsSettings;
+use outbox::RelayConfig;
+use settings::{Env, ExposeSecret, SecretString};
+
+/// Everything the order-service needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the HTTP API listens (`HTTP_ADDR`). Port 0 picks a free port (tests).
+    pub http_addr: SocketAddr,
+    /// PostgreSQL connection string of the orders database (`DATABASE_URL`).
+    pub database_url: SecretString,
+    /// Upper bound on pooled database connections (`DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Apply pending migrations at start-up (`DATABASE_MIGRATE`); off when a
+    /// separate `order-service migrate` job owns schema changes.
+    pub migrate_on_start: bool,
+    /// Redis for the idempotency fast path (`REDIS_URL`). Optional at run time:
+    /// when it is down, PostgreSQL alone keeps requests idempotent.
+    pub redis_url: SecretString,
+    /// Longest wait for one Redis call before going on without it (`REDIS_TIMEOUT`).
+    pub redis_timeout: Duration,
+    /// Prefix of every Redis key this service writes (`REDIS_KEY_PREFIX`).
+    pub redis_key_prefix: String,
+    /// SQS endpoint and region (`SQS_ENDPOINT_URL`, `AWS_REGION`).
+    pub sqs: SqsSettings,
+    /// Create the queues (with DLQs) at start-up (`SQS_CREATE_QUEUES`): for local
+    /// development; in Kubernetes the controller owns the queues.
+    pub sqs_create_queues: bool,
+    /// Receives before a message moves to its DLQ, when creating queues (`SQS_MAX_RECEIVE_COUNT`).
+    pub sqs_max_receive_count: u32,
+    /// Queue that `order-created` events go to (`ORDERS_QUEUE`).
+    pub orders_queue: String,
+    /// Token signing and verification.
+    pub jwt: JwtSettings,
+    /// How long an `Idempotency-Key` is remembered (`IDEMPOTENCY_TTL`).
+    pub idempotency_ttl: Duration,
+    /// Window in which an identical order without a key is taken for a double
+    /// submit and answered with the first order (`DUPLICATE_WINDOW`; 0 disables).
+    pub duplicate_window: Duration,
+    /// Longest time one HTTP request may take (`HTTP_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// Longest time from SIGTERM to exit (`SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
+    /// Run the outbox relay in this process (`OUTBOX_RELAY_ENABLED`).
+    pub relay_enabled: bool,
+    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`).
+    pub relay: RelayConfig,
+    /// Argon2 verifications allowed at once (`AUTH_HASH_CONCURRENCY`); each takes
+    /// ~19 MiB, so this bounds the token endpoint's memory.
+    pub hash_concurrency: usize,
+}
+
+/// How tokens are signed and checked.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// PEM bundle of Ed25519 keys (`JWT_PRIVATE_KEY`, or a path in `JWT_PRIVATE_KEY_FILE`).
+    /// The first private key signs; every key (private or public) verifies and is
+    /// published in the JWKS, which is how keys rotate without downtime.
+    pub keys_pem: SecretString,
+    /// `iss` of issued tokens, required on presented ones (`JWT_ISSUER`).
+    pub issuer: String,
+    /// `aud` of issued tokens, required on presented ones (`JWT_AUDIENCE`).
+    pub audience: String,
+    /// Lifetime of an access token (`JWT_TTL`).
+    pub ttl: Duration,
+}
+
+impl Settings {
+    /// Reads and validates every variable; the error names each bad one.
+    pub fn from_env(mut env: Env) -> Result<Self, settings::ConfigError> {
+        let keys_pem = match (
+            env.secret("JWT_PRIVATE_KEY"),
+            env.optional::<String>("JWT_PRIVATE_KEY_FILE"),
+        ) {
+            (Some(pem), None) => pem,
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(pem) => SecretString::from(pem),
+                Err(e) => {
+                    env.invalid("JWT_PRIVATE_KEY_FILE", format!("cannot read {path}: {e}"));
+                    SecretString::from(String::new())
+                }
+            },
+            (Some(_), Some(_)) => {
+                env.invalid(
+                    "JWT_PRIVATE_KEY_FILE",
+                    "set either JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both",
+                );
+                SecretString::from(String::new())
+            }
+            (None, None) => {
+                env.invalid(
+                    "JWT_PRIVATE_KEY",
+                    "required (an Ed25519 private key in PEM; `order-service keys generate` makes one), or set JWT_PRIVATE_KEY_FILE",
+                );
+                SecretString::from(String::new())
+            }
+        };
+        let defaults = RelayConfig::default();
+        let settings = Settings {
+            http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database_url: env
+                .secret("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/orderflow_orders".into()),
+            database_max_connections: env.get("DATABASE_MAX_CONNECTIONS", 16),
+            migrate_on_start: env.flag("DATABASE_MIGRATE", true),
+            redis_url: env
+                .secret("REDIS_URL")
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            redis_timeout: env.duration("REDIS_TIMEOUT", Duration::from_millis(200)),
+            redis_key_prefix: env.get("REDIS_KEY_PREFIX", "orderflow:".to_owned()),
+            sqs: SqsSettings {
+                endpoint_url: env.optional("SQS_ENDPOINT_URL"),
+                region: env.get("AWS_REGION", "us-east-1".to_owned()),
+                attempt_timeout: env.duration("SQS_TIMEOUT", Duration::from_secs(5)),
+            },
+            sqs_create_queues: env.flag("SQS_CREATE_QUEUES", false),
+            sqs_max_receive_count: env.get("SQS_MAX_RECEIVE_COUNT", 5),
+            orders_queue: env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned()),
+            jwt: JwtSettings {
+                keys_pem,
+                issuer: env.get("JWT_ISSUER", "orderflow".to_owned()),
+                audience: env.get("JWT_AUDIENCE", "orderflow-api".to_owned()),
+                ttl: env.duration("JWT_TTL", Duration::from_secs(86_400)),
+            },
+            idempotency_ttl: env.duration("IDEMPOTENCY_TTL", Duration::from_secs(24 * 3600)),
+            duplicate_window: env.duration("DUPLICATE_WINDOW", Duration::from_secs(10)),
+            request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", Duration::from_secs(10)),
+            shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
+            relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
+            relay: RelayConfig {
+                poll_interval: env.duration("OUTBOX_POLL_INTERVAL", defaults.poll_interval),
+                breaker_cooldown: env
+                    .duration("OUTBOX_BREAKER_COOLDOWN", defaults.breaker_cooldown),
+                ..defaults
+            },
+            hash_concurrency: env.get("AUTH_HASH_CONCURRENCY", 2),
+        };
+        if !settings.orders_queue.ends_with(".fifo") {
+            env.invalid("ORDERS_QUEUE", "must name a FIFO queue (ending in .fifo)");
+        }
+        if !settings
+            .database_url
+            .expose_secret()
+            .starts_with("postgres")
+        {
+            env.invalid("DATABASE_URL", "must be a postgres:// URL");
+        }
+        if settings.database_max_connections == 0 {
+            env.invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1");
+        }
+        if settings.jwt.ttl.is_zero() {
+            env.invalid("JWT_TTL", "must be longer than 0s");
+        }
+        if settings.hash_concurrency == 0 {
+            env.invalid("AUTH_HASH_CONCURRENCY", "must be at least 1");
+        }
+        env.finish()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_only_a_signing_key() {
+        let s = Settings::from_env(Env::from_pairs([("JWT_PRIVATE_KEY", "pem")])).unwrap();
+        assert_eq!(s.http_addr.port(), 8080);
+        assert_eq!(s.orders_queue, "orders-queue.fifo");
+        assert_eq!(s.duplicate_window, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_bad_variable_is_named_and_secrets_stay_hidden() {
+        let err = Settings::from_env(Env::from_pairs([
+            ("HTTP_ADDR", "nowhere"),
+            ("ORDERS_QUEUE", "orders"),
+            ("DATABASE_URL", "mysql://root:hunter2@db/x"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "HTTP_ADDR",
+            "ORDERS_QUEUE",
+            "DATABASE_URL",
+            "JWT_PRIVATE_KEY",
+        ] {
+            assert!(err.contains(name), "{name} not named in: {err}");
+        }
+        assert!(!err.contains("hunter2"));
+        let s = Settings::from_env(Env::from_pairs([
+            ("JWT_PRIVATE_KEY", "pem"),
+            ("DATABASE_URL", "postgres://u:hunter2@h/d"),
+        ]))
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

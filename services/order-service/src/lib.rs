@@ -1,0 +1,19 @@
+//! The order-service: order intake over HTTP with OAuth2 client credentials,
+//! idempotency, and a transactional outbox to `orders-queue.fifo`.
+//!
+//! Reading order: [`startup`] builds the [`Application`] from [`config::Settings`];
+//! [`http`] holds the routes and handlers; [`domain`] the order rules; [`auth`]
+//! keys, tokens and clients; [`idempotency`] the Redis fast path; [`storage`]
+//! the SQL. Shared mechanics (outbox relay, SQS, telemetry, shutdown) come from
+//! the workspace's small crates.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod idempotency;
+pub mod startup;
+pub mod storage;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,136 @@
+//! `order-service`: run the API (default), apply migrations, manage OAuth2
+//! clients or signing keys. Configuration comes from the environment (README,
+//! "Configuration").
+//!
+//! ```text
+//! order-service                       # serve (same as `order-service serve`)
+//! order-service migrate               # apply database migrations and exit
+//! order-service clients create --customer-id UUID --scope "orders:read orders:write"
+//! order-service keys generate         # print a new Ed25519 private key (PEM)
+//! order-service openapi               # print the OpenAPI document
+//! ```
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use order_service::{Application, Settings, auth, startup, storage::MIGRATOR};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "order-service", version, about = "orderflow order intake API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the outbox relay (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Manage OAuth2 clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage JWT signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Create a client and print {"client_id", "client_secret"} (the secret is shown once).
+    Create {
+        /// The customer the client places orders for.
+        #[arg(long)]
+        customer_id: Uuid,
+        /// Space-separated scopes: orders:read, orders:write.
+        #[arg(long, default_value = "orders:read orders:write")]
+        scope: String,
+        /// Client id to use instead of a generated one.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Secret to use instead of a generated one (development only: it ends up in shell history).
+        #[arg(long, env = "ORDERFLOW_NEW_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
+        /// Overwrite an existing client with the same id.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new Ed25519 private key in PEM, for JWT_PRIVATE_KEY.
+    Generate,
+    /// Print the public key of a private key PEM read from stdin (to keep
+    /// verifying a retired signer's tokens).
+    Public,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Keys(KeysCommand::Generate) => {
+            print!("{}", auth::keys::generate_private_key_pem())
+        }
+        Command::Keys(KeysCommand::Public) => {
+            let pem = std::io::read_to_string(std::io::stdin())
+                .context("failed to read a PEM key from stdin")?;
+            print!("{}", auth::keys::public_key_pem(&pem)?);
+        }
+        Command::Openapi => println!("{}", order_service::http::openapi_json()),
+        command => {
+            telemetry::init_logging(
+                telemetry::LogFormat::from_env(),
+                "info,sqlx=warn,aws_config=warn",
+            );
+            let settings = match Settings::from_env(settings::Env::from_process()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("order-service: {e}");
+                    std::process::exit(2);
+                }
+            };
+            match command {
+                Command::Migrate => {
+                    MIGRATOR
+                        .run(&startup::pool(&settings))
+                        .await
+                        .context("failed to apply migrations")?;
+                    eprintln!("migrations applied");
+                }
+                Command::Clients(ClientsCommand::Create {
+                    customer_id,
+                    scope,
+                    client_id,
+                    client_secret,
+                    replace,
+                }) => {
+                    let pool = startup::pool(&settings);
+                    MIGRATOR
+                        .run(&pool)
+                        .await
+                        .context("failed to apply migrations")?;
+                    let created = auth::clients::create(
+                        &pool,
+                        customer_id,
+                        &scope,
+                        client_id,
+                        client_secret,
+                        replace,
+                    )
+                    .await?;
+                    println!("{}", serde_json::to_string_pretty(&created)?);
+                }
+                _ => {
+                    let app = Application::build(settings).await?;
+                    app.run_until_stopped(shutdown::on_signal()).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the order-service against the real PostgreSQL, Redis
+//! and SQS emulator on loopback. Each test starts its own application on port 0
+//! with its own database and queues (see `helpers`).
+
+mod auth;
+mod health;
+mod helpers;
+mod idempotency;
+mod jwt;
+mod orders;
+mod outbox;

@@ -1,0 +1,292 @@
+//! The outbox relay: pending rows -> `SendMessageBatch` -> rows deleted.
+//!
+//! One step ([`Relay::try_publish_once`]) claims a batch inside a transaction,
+//! publishes it and deletes what SQS accepted before committing; entries SQS
+//! refused get a per-row back-off and stay. If the process dies after the send
+//! but before the commit, the rows are sent again with the same deduplication id
+//! and SQS drops the copy, so the queue sees each event once. [`Relay::run`]
+//! loops the step: woken at once by [`Waker::wake`] when this process writes a
+//! row, polling slowly for rows written elsewhere, pausing while the circuit is
+//! open, and draining what it can on shutdown.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use messaging::{MAX_BATCH, OutgoingMessage, PublishError, Publisher};
+use sqlx::PgPool;
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::breaker::{Breaker, Permit};
+
+/// Tuning of a relay. Defaults suit production; tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows per batch, 1..=10 (the SQS batch limit).
+    pub batch_size: usize,
+    /// How often to look for rows nobody woke us for (written by another replica,
+    /// or due for a retry).
+    pub poll_interval: Duration,
+    /// Consecutive failed calls that open the circuit.
+    pub breaker_threshold: u32,
+    /// First cool-down of an open circuit; doubles per failed probe up to `breaker_max_cooldown`.
+    pub breaker_cooldown: Duration,
+    pub breaker_max_cooldown: Duration,
+    /// Longest per-row back-off after SQS refused an entry.
+    pub max_row_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: MAX_BATCH,
+            poll_interval: Duration::from_secs(1),
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(1),
+            breaker_max_cooldown: Duration::from_secs(30),
+            max_row_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing was due.
+    Idle,
+    /// A batch went out: `sent` rows were accepted and deleted, `refused` rows
+    /// were refused by SQS and will be retried after a back-off.
+    Published { sent: usize, refused: usize },
+    /// SQS is failing; the step did not call it. Try again after the duration.
+    CircuitOpen(Duration),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// Wakes a relay at once (after this process commits an outbox row).
+#[derive(Debug, Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Publishes the outbox of one database.
+pub struct Relay {
+    pool: PgPool,
+    publisher: Publisher,
+    config: RelayConfig,
+    breaker: Mutex<Breaker>,
+    waker: Waker,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    event_id: Uuid,
+    destination: String,
+    group_id: String,
+    event_type: String,
+    body: String,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, publisher: Publisher, config: RelayConfig) -> Self {
+        let breaker = Breaker::new(
+            config.breaker_threshold,
+            config.breaker_cooldown,
+            config.breaker_max_cooldown,
+        );
+        Self {
+            pool,
+            publisher,
+            config,
+            breaker: Mutex::new(breaker),
+            waker: Waker::default(),
+        }
+    }
+
+    /// A handle that wakes this relay.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Claims, publishes and settles one batch.
+    #[tracing::instrument(name = "outbox.relay", skip(self), fields(sent, refused))]
+    pub async fn try_publish_once(&self) -> Result<Outcome, RelayError> {
+        let limit = match self.breaker.lock().await.permit() {
+            Permit::Wait(d) => return Ok(Outcome::CircuitOpen(d)),
+            Permit::Probe => 1,
+            Permit::Call => self.config.batch_size.clamp(1, MAX_BATCH),
+        };
+        let mut tx = self.pool.begin().await?;
+        // Only the oldest pending row of each group is eligible, so a later event
+        // of an order never overtakes an earlier one.
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at
+             FROM outbox o
+             WHERE next_attempt_at <= now()
+               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.group_id = o.group_id AND e.id < o.id)
+             ORDER BY id
+             LIMIT $1
+             FOR UPDATE OF o SKIP LOCKED",
+        )
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Outcome::Idle);
+        }
+
+        // Group by destination queue; a batch call goes to one queue.
+        let mut by_queue: HashMap<&str, Vec<OutgoingMessage>> = HashMap::new();
+        let mut refused: Vec<(i64, String)> = Vec::new();
+        for row in &rows {
+            by_queue
+                .entry(row.destination.as_str())
+                .or_default()
+                .push(OutgoingMessage {
+                    entry_id: row.id.to_string(),
+                    body: row.body.clone(),
+                    group_id: row.group_id.clone(),
+                    dedup_id: row.event_id.to_string(),
+                    event_type: row.event_type.clone(),
+                    traceparent: row.traceparent.clone(),
+                    tracestate: row.tracestate.clone(),
+                });
+        }
+
+        let mut sent: Vec<i64> = Vec::new();
+        for (queue, messages) in by_queue {
+            let result = self.publisher.send_batch(queue, &messages).await;
+            match result {
+                Ok(outcome) => {
+                    sent.extend(
+                        outcome
+                            .sent
+                            .iter()
+                            .filter_map(|(id, _)| id.parse::<i64>().ok()),
+                    );
+                    refused.extend(
+                        outcome
+                            .failed
+                            .into_iter()
+                            .filter_map(|(id, why)| Some((id.parse().ok()?, why))),
+                    );
+                }
+                Err(e) => {
+                    // Nothing was settled for this queue yet; settle what other
+                    // queues accepted (below), leave these rows for later.
+                    self.breaker.lock().await.on_failure();
+                    metrics::counter!("outbox_publish_failures_total")
+                        .increment(messages.len() as u64);
+                    if sent.is_empty() && refused.is_empty() {
+                        tx.rollback().await?;
+                        return Err(e.into());
+                    }
+                    tracing::warn!(error = %e, "batch to one queue failed; other queues' rows settled");
+                }
+            }
+        }
+        if !sent.is_empty() {
+            self.breaker.lock().await.on_success();
+        }
+
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&sent)
+            .execute(&mut *tx)
+            .await?;
+        for (id, why) in &refused {
+            tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                   next_attempt_at = now() + least(make_interval(secs => 0.2 * power(2, least(attempts, 20))), make_interval(secs => $3))
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(why)
+            .bind(self.config.max_row_backoff.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+
+        let now = Utc::now();
+        for row in rows.iter().filter(|r| sent.contains(&r.id)) {
+            let age = (now - row.created_at).to_std().unwrap_or_default();
+            metrics::histogram!("outbox_publish_delay_seconds").record(age.as_secs_f64());
+            tracing::debug!(event_id = %row.event_id, order_id = %row.group_id, "event published");
+        }
+        metrics::counter!("outbox_published_total").increment(sent.len() as u64);
+        metrics::counter!("outbox_refused_total").increment(refused.len() as u64);
+        tracing::Span::current()
+            .record("sent", sent.len())
+            .record("refused", refused.len());
+        Ok(Outcome::Published {
+            sent: sent.len(),
+            refused: refused.len(),
+        })
+    }
+
+    /// Runs until `cancel`, then drains for at most `drain_for`.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken, drain_for: Duration) {
+        tracing::info!("outbox relay started");
+        let mut error_backoff = Duration::from_millis(100);
+        loop {
+            let pause = match self.try_publish_once().await {
+                Ok(Outcome::Published { sent, refused })
+                    if sent + refused >= self.config.batch_size =>
+                {
+                    Duration::ZERO
+                }
+                Ok(Outcome::Published { .. }) | Ok(Outcome::Idle) => self.config.poll_interval,
+                Ok(Outcome::CircuitOpen(wait)) => wait,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay step failed");
+                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                    error_backoff
+                }
+            };
+            if pause.is_zero() {
+                error_backoff = Duration::from_millis(100);
+                if cancel.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.waker.0.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        let drained = shutdown_drain(&self, drain_for).await;
+        tracing::info!(drained, "outbox relay stopped");
+    }
+}
+
+/// Publishes what is pending until the outbox is empty, SQS fails, or time is up.
+async fn shutdown_drain(relay: &Relay, limit: Duration) -> bool {
+    let drain = async {
+        loop {
+            match relay.try_publish_once().await {
+                Ok(Outcome::Published { .. }) => continue,
+                Ok(Outcome::Idle) => return true,
+                Ok(Outcome::CircuitOpen(_)) | Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(limit, drain).await.unwrap_or(false)
+}

@@ -1,0 +1,217 @@
+//! Typed configuration from environment variables, validated at start-up.
+//!
+//! Each service describes its settings as one struct and fills it through an
+//! [`Env`] reader. The reader never stops at the first problem: it collects every
+//! missing or malformed variable, so an operator fixes a deployment in one go, and
+//! every message names the variable. Secrets are read into [`SecretString`], whose
+//! `Debug` output is redacted. This crate knows nothing of any service.
+
+use std::{collections::HashMap, fmt::Display, str::FromStr, time::Duration};
+
+pub use secrecy::{ExposeSecret, SecretString};
+
+/// Reads variables from a source (the process environment, or a map in tests)
+/// and remembers every problem until [`Env::finish`].
+pub struct Env {
+    source: Box<dyn Fn(&str) -> Option<String> + Send>,
+    errors: Vec<String>,
+}
+
+/// Start-up configuration was invalid; the message lists every bad variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Env {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        Self::from_fn(|name| std::env::var(name).ok())
+    }
+
+    /// Reads only the given pairs: for tests, which must not depend on the
+    /// environment they happen to run in.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: HashMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Self::from_fn(move |name| map.get(name).cloned())
+    }
+
+    fn from_fn(f: impl Fn(&str) -> Option<String> + Send + 'static) -> Self {
+        Self {
+            source: Box::new(f),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The raw value, with empty strings treated as unset.
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.source)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T: FromStr>(&mut self, name: &str, raw: String) -> Option<T>
+    where
+        T::Err: Display,
+    {
+        match raw.trim().parse() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors
+                    .push(format!("{name}: invalid value {raw:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A value with a default used when the variable is unset.
+    pub fn get<T: FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: Display,
+    {
+        match self.raw(name) {
+            Some(raw) => self.parse(name, raw).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    /// A value that may be absent.
+    pub fn optional<T: FromStr>(&mut self, name: &str) -> Option<T>
+    where
+        T::Err: Display,
+    {
+        let raw = self.raw(name)?;
+        self.parse(name, raw)
+    }
+
+    /// A value that must be present; its absence is recorded as an error.
+    pub fn required<T: FromStr>(&mut self, name: &str, what: &str) -> Option<T>
+    where
+        T::Err: Display,
+    {
+        match self.raw(name) {
+            Some(raw) => self.parse(name, raw),
+            None => {
+                self.errors.push(format!("{name}: required ({what})"));
+                None
+            }
+        }
+    }
+
+    /// A secret that may be absent. Never echoed in errors.
+    pub fn secret(&mut self, name: &str) -> Option<SecretString> {
+        self.raw(name).map(SecretString::from)
+    }
+
+    /// A duration written as `250ms`, `10s`, `5m` or `1h` (a bare number is seconds).
+    pub fn duration(&mut self, name: &str, default: Duration) -> Duration {
+        match self.raw(name) {
+            Some(raw) => match parse_duration(&raw) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.errors
+                        .push(format!("{name}: invalid duration {raw:?}: {e}"));
+                    default
+                }
+            },
+            None => default,
+        }
+    }
+
+    /// A boolean written as true/false, 1/0, yes/no or on/off.
+    pub fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.raw(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
+            Some(v) => {
+                self.errors
+                    .push(format!("{name}: invalid boolean {v:?} (use true or false)"));
+                default
+            }
+        }
+    }
+
+    /// Records a problem found by a cross-field check.
+    pub fn invalid(&mut self, name: &str, message: impl Display) {
+        self.errors.push(format!("{name}: {message}"));
+    }
+
+    /// Ends reading: `Err` lists every problem seen.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(self.errors))
+        }
+    }
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "expected a whole number followed by ms, s, m or h".to_string())?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        other => Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_every_bad_variable_and_names_it() {
+        let mut env = Env::from_pairs([
+            ("PORT", "eighty"),
+            ("TIMEOUT", "3 weeks"),
+            ("DEBUG", "maybe"),
+        ]);
+        let port: u16 = env.get("PORT", 8080);
+        let _ = env.duration("TIMEOUT", Duration::from_secs(1));
+        let _ = env.flag("DEBUG", false);
+        let _: Option<String> = env.required("DATABASE_URL", "the PostgreSQL connection string");
+        assert_eq!(port, 8080);
+        let err = env.finish().unwrap_err().to_string();
+        for name in ["PORT", "TIMEOUT", "DEBUG", "DATABASE_URL"] {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn parses_values_and_durations() {
+        let mut env = Env::from_pairs([("N", " 42 "), ("D", "250ms"), ("F", "yes"), ("EMPTY", "")]);
+        assert_eq!(env.get::<u32>("N", 0), 42);
+        assert_eq!(
+            env.duration("D", Duration::ZERO),
+            Duration::from_millis(250)
+        );
+        assert!(env.flag("F", false));
+        assert_eq!(env.optional::<u32>("EMPTY"), None);
+        assert!(env.finish().is_ok());
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("1d").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut env = Env::from_pairs([("KEY", "hunter2")]);
+        let secret = env.secret("KEY").unwrap();
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert_eq!(secret.expose_secret(), "hunter2");
+    }
+}

@@ -1,0 +1,63 @@
+//! Process shutdown: one place that turns SIGTERM/SIGINT into a cancellation
+//! token that the HTTP server and every background loop watch.
+//!
+//! Loops are expected to finish the unit of work in hand when the token fires,
+//! then return; the binary bounds the whole drain with [`drain_deadline`].
+
+use std::{future::Future, time::Duration};
+
+pub use tokio_util::sync::CancellationToken;
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
+pub async fn signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT, shutting down"),
+        () = terminate => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
+
+/// A token cancelled when the process is asked to stop.
+pub fn on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
+    tokio::spawn(async move {
+        signal().await;
+        child.cancel();
+    });
+    token
+}
+
+/// Runs `drain` but gives up after `limit`, so a stuck dependency cannot keep a
+/// terminating pod alive past its grace period. Returns whether it finished.
+pub async fn drain_deadline(limit: Duration, drain: impl Future<Output = ()>) -> bool {
+    match tokio::time::timeout(limit, drain).await {
+        Ok(()) => true,
+        Err(_) => {
+            tracing::warn!(
+                limit_secs = limit.as_secs_f64(),
+                "shutdown drain did not finish in time; exiting anyway"
+            );
+            false
+        }
+    }
+}
