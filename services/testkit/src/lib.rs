@@ -35,6 +35,10 @@ pub fn unique_tag() -> String {
 
 /// Runs a clean-up future to completion from a `Drop`, whether or not a tokio
 /// runtime is running on this thread.
+///
+/// Tests that use the SQS fixtures run on the multi-thread runtime: the SDK
+/// pools connections process-wide, and a pooled connection is driven by a task
+/// of the runtime that opened it, which must keep running while this blocks.
 pub(crate) fn block_on_cleanup<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
     let _ = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()

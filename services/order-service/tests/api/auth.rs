@@ -19,7 +19,7 @@ async fn oauth_error(resp: reqwest::Response, status: StatusCode, error: &str) -
     body
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issues_a_bearer_token_with_basic_or_form_authentication() {
     let app = spawn_app().await;
     let client = app.create_client("orders:read orders:write").await;
@@ -86,7 +86,7 @@ async fn issues_a_bearer_token_with_basic_or_form_authentication() {
     assert_eq!(form.status(), StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn narrows_scope_on_request_and_refuses_scopes_not_granted() {
     let app = spawn_app().await;
     let client = app.create_client("orders:read orders:write").await;
@@ -123,7 +123,7 @@ async fn narrows_scope_on_request_and_refuses_scopes_not_granted() {
     oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_scope").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_bad_clients_with_401_invalid_client_and_a_challenge() {
     let app = spawn_app().await;
     let client = app.create_client("orders:read").await;
@@ -164,7 +164,7 @@ async fn refuses_bad_clients_with_401_invalid_client_and_a_challenge() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_malformed_requests_with_rfc6749_errors() {
     let app = spawn_app().await;
     let client = app.create_client("orders:read").await;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::helpers::{Options, problem, spawn_app, spawn_app_with};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_with_every_dependency_up() {
     let app = spawn_app().await;
     assert_eq!(
@@ -27,7 +27,7 @@ async fn ready_with_every_dependency_up() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn degraded_but_serving_without_redis_and_sqs() {
     let app = spawn_app_with(Options {
         env: vec![
@@ -47,7 +47,7 @@ async fn degraded_but_serving_without_redis_and_sqs() {
     assert!(body["sqs"]["detail"].is_string());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_without_postgres() {
     let app = spawn_app_with(Options {
         env: vec![
@@ -75,7 +75,7 @@ async fn unavailable_without_postgres() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_an_openapi_document_of_the_real_routes() {
     let app = spawn_app().await;
     let doc: Value = app
@@ -107,7 +107,7 @@ async fn serves_an_openapi_document_of_the_real_routes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods_are_problems_and_requests_get_ids() {
     let app = spawn_app().await;
     let resp = app.http.get(app.url("/nope")).send().await.unwrap();
@@ -128,7 +128,7 @@ async fn unknown_routes_and_methods_are_problems_and_requests_get_ids() {
     assert_eq!(resp.headers()["x-request-id"], "req-123");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exposes_prometheus_metrics() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;

@@ -32,7 +32,7 @@ async fn assert_replays(app: &TestApp, token: &str, key: Option<&str>) -> Value 
     body
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_key_gets_the_stored_response_and_no_second_order() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;
@@ -56,7 +56,7 @@ async fn a_retry_with_the_same_key_gets_the_stored_response_and_no_second_order(
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_belong_to_one_customer() {
     let app = spawn_app().await;
     let (alice, _) = app.customer().await;
@@ -77,7 +77,7 @@ async fn keys_belong_to_one_customer() {
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_still_in_flight_is_409_and_a_different_body_422() {
     let app = spawn_app().await;
     let (token, client) = app.customer().await;
@@ -114,7 +114,7 @@ async fn a_request_still_in_flight_is_409_and_a_different_body_422() {
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_with_one_key_make_one_order() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;
@@ -133,7 +133,7 @@ async fn concurrent_requests_with_one_key_make_one_order() {
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_double_submit_without_a_key_returns_the_first_order_within_the_window() {
     let app = spawn_app_with(Options {
         env: vec![("DUPLICATE_WINDOW".into(), "1s".into())],
@@ -175,7 +175,7 @@ async fn a_double_submit_without_a_key_returns_the_first_order_within_the_window
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_can_be_disabled() {
     let app = spawn_app_with(Options {
         env: vec![("DUPLICATE_WINDOW".into(), "0s".into())],
@@ -192,7 +192,7 @@ async fn the_window_can_be_disabled() {
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_unreachable_orders_are_accepted_and_stay_idempotent() {
     let app = spawn_app_with(Options {
         env: vec![("REDIS_URL".into(), "redis://127.0.0.1:1".into())],
@@ -221,7 +221,7 @@ async fn with_redis_unreachable_orders_are_accepted_and_stay_idempotent() {
     assert_eq!(ready["redis"]["status"], "down");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_stopped_mid_run_keys_are_still_honoured() {
     let mut redis = RedisServer::start().await;
     let app = spawn_app_with(Options {

@@ -63,7 +63,7 @@ async fn assert_rejected(app: &TestApp, token: &str, case: &str) {
     problem(resp, StatusCode::UNAUTHORIZED).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepts_a_token_signed_here_and_rejects_every_forgery() {
     let app = spawn_app().await;
     let (real, client) = app.customer().await;
@@ -184,7 +184,7 @@ async fn accepts_a_token_signed_here_and_rejects_every_forgery() {
     assert_rejected(&app, &sign(&app, &kid, &audience), "wrong audience").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_scope_is_403_with_insufficient_scope() {
     let app = spawn_app().await;
     let (reader, _) = app.customer_with_scope("orders:read").await;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{problem, spawn_app, valid_order};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn places_an_order_and_reads_it_back() {
     let app = spawn_app().await;
     let (token, client) = app.customer().await;
@@ -35,7 +35,7 @@ async fn places_an_order_and_reads_it_back() {
     assert_eq!(fetched, order, "GET returns exactly what POST returned");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_customers_order_is_not_found() {
     let app = spawn_app().await;
     let (alice, _) = app.customer().await;
@@ -64,7 +64,7 @@ async fn another_customers_order_is_not_found() {
     assert_eq!(list["data"], json!([]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_body_cannot_name_the_customer() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;
@@ -78,7 +78,7 @@ async fn the_body_cannot_name_the_customer() {
     assert_eq!(p["errors"][0]["field"], "customer_id");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_the_callers_orders_newest_first_in_pages() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;
@@ -124,7 +124,7 @@ async fn lists_the_callers_orders_newest_first_in_pages() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_bad_transport_with_the_right_status() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;
@@ -193,7 +193,7 @@ async fn rejects_bad_transport_with_the_right_status() {
 }
 
 /// One request per limit in API.md, each naming the bad field.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforces_every_field_limit() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;

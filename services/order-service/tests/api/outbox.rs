@@ -60,7 +60,7 @@ fn order_ids(messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_created_event_reaches_the_queue_with_the_contract_shape() {
     let app = spawn_app().await;
     let (token, client) = app.customer().await;
@@ -112,7 +112,7 @@ async fn an_order_created_event_reaches_the_queue_with_the_contract_shape() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_wakes_at_once_when_an_order_commits() {
     // A poll interval far longer than the test: only the wake-up can publish in time.
     let app = spawn_app_with(Options {
@@ -129,7 +129,7 @@ async fn the_relay_wakes_at_once_when_an_order_commits() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_accepted_while_sqs_is_down_and_each_event_arrives_once_after() {
     let target = testkit::sqs_endpoint()
         .trim_start_matches("http://")
@@ -176,7 +176,7 @@ async fn orders_are_accepted_while_sqs_is_down_and_each_event_arrives_once_after
     assert_eq!(app.outbox_rows().await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_sqs_refuses_is_retried_alone_while_the_rest_go_out() {
     let app = spawn_app().await;
     let (token, _) = app.customer().await;
@@ -214,7 +214,7 @@ async fn an_entry_sqs_refuses_is_retried_alone_while_the_rest_go_out() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_at_once_send_every_row_exactly_once_and_in_order_per_order() {
     let app = spawn_app().await;
     let pool = app.db.pool().await;
@@ -293,7 +293,7 @@ async fn two_relays_at_once_send_every_row_exactly_once_and_in_order_per_order()
 
 /// The real binary under load gets SIGTERM: every order it answered 201 for
 /// has its event on the queue once it has exited.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_accepted_order() {
     let app = spawn_app().await; // provides the database, queue and a client
     let (_, client) = app.customer().await;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make bench`: order intake under load, against the targets in issue #3:
+#   - POST /orders at 32 concurrent clients >= pgbench's rate for the same durable
+#     transaction (order + history + outbox + idempotency rows, synchronous commit)
+#   - p99 < 25 ms at half that load
+#   - order-service peak RSS < 64 MiB
+# Uses a release build, a scratch database and its own queues; loopback only.
+# Tunables: BENCH_SECONDS (default 10), BENCH_CONCURRENCY (32).
+source "$(dirname "$0")/lib.sh"
+
+SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+CONCURRENCY="${BENCH_CONCURRENCY:-32}"
+PORT=18080
+DB=orderflow_bench
+PGURL="postgres://postgres@127.0.0.1:5432"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
+
+"$ROOT/scripts/deps.sh"
+command -v pgbench >/dev/null || apt_install postgresql-contrib
+
+step "building release binaries"
+cargo build --quiet --release --bin order-service --bin loadgen
+BIN="$CARGO_TARGET_DIR/release"
+
+step "preparing scratch database $DB"
+psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+KEY=$(mktemp)
+"$BIN/order-service" keys generate >"$KEY"
+export DATABASE_URL="$PGURL/$DB" JWT_PRIVATE_KEY_FILE="$KEY" RUST_LOG=warn LOG_FORMAT=json
+export SQS_ENDPOINT_URL="http://127.0.0.1:$SQS_PORT" SQS_CREATE_QUEUES=true ORDERS_QUEUE=bench-orders-queue.fifo
+"$BIN/order-service" migrate 2>/dev/null
+ORDERFLOW_NEW_CLIENT_SECRET=bench-secret "$BIN/order-service" clients create --client-id bench \
+  --customer-id 01900000-0000-7000-8000-0000000be7c4 >/dev/null
+
+step "pgbench: the same transaction, $CONCURRENCY clients, ${SECONDS_PER_RUN}s"
+PGB=$(mktemp --suffix=.sql)
+cat >"$PGB" <<'SQL'
+\set qty random(1, 999)
+SELECT gen_random_uuid() AS oid, gen_random_uuid() AS eid \gset
+BEGIN;
+INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_status, response_body, expires_at)
+  VALUES ('01900000-0000-7000-8000-0000000be7c4', 'f:' || :eid::text, '\x00', :oid::uuid, 201, '{"id": "x"}', now() + interval '10 seconds');
+INSERT INTO orders (id, customer_id, status, currency, items, total_minor, shipping_address, created_at, updated_at)
+  VALUES (:oid::uuid, '01900000-0000-7000-8000-0000000be7c4', 'PENDING_SHIPMENT', 'EUR',
+          jsonb_build_array(jsonb_build_object('sku', 'PGB', 'quantity', :qty, 'unit_price_minor', 1000)), :qty * 1000,
+          '{"name": "Load Test", "line1": "1 Bench Road", "line2": null, "city": "London", "postal_code": "N1", "country": "GB"}',
+          now(), now());
+INSERT INTO order_status_history (order_id, seq, status, at) VALUES (:oid::uuid, 1, 'PENDING_SHIPMENT', now());
+INSERT INTO outbox (event_id, destination, group_id, event_type, body) VALUES (:eid::uuid, 'pgbench', :oid::text, 'order-created', repeat('x', 600));
+COMMIT;
+SQL
+PGBENCH_TPS=$(pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$SECONDS_PER_RUN" -f "$PGB" "$PGURL/$DB" 2>/dev/null | awk '/^tps/ {print int($3)}')
+ok "pgbench: $PGBENCH_TPS transactions/s"
+psql "$DATABASE_URL" -qc "TRUNCATE orders, order_status_history, outbox, idempotency_keys CASCADE"
+
+step "starting order-service (release) on 127.0.0.1:$PORT"
+HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >"$RUN_DIR/bench-order-service.log" 2>&1 &
+SVC=$!
+trap 'kill $SVC 2>/dev/null; rm -f "$KEY" "$PGB"; psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1' EXIT
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+LG=("$BIN/loadgen" --url "http://127.0.0.1:$PORT" --client-id bench --client-secret bench-secret --concurrency "$CONCURRENCY")
+"${LG[@]}" --duration 2s >/dev/null # warm-up: connections, prepared statements
+step "closed loop: $CONCURRENCY concurrent clients, ${SECONDS_PER_RUN}s"
+FULL=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
+RATE=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$FULL")
+ok "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"{d[\"rate\"]:.0f} orders/s, p50 {d[\"p50_ms\"]:.1f} ms, p99 {d[\"p99_ms\"]:.1f} ms, {d[\"errors\"]} errors")' "$FULL")"
+
+HALF=$((RATE / 2))
+step "open loop at half that rate: $HALF orders/s, ${SECONDS_PER_RUN}s"
+HALFRUN=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --rate "$HALF" --json)
+P99=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["p99_ms"])' "$HALFRUN")
+ok "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"{d[\"rate\"]:.0f} orders/s, p50 {d[\"p50_ms\"]:.1f} ms, p99 {d[\"p99_ms\"]:.1f} ms, {d[\"errors\"]} errors")' "$HALFRUN")"
+
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SVC/status")
+BACKLOG=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM outbox")
+
+verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo "PASS"; else echo "MISS"; fi; }
+cat <<REPORT
+
+orderflow intake benchmark (${CONCURRENCY} clients, ${SECONDS_PER_RUN}s runs, $(nproc) cores)
+  pgbench, same transaction        ${PGBENCH_TPS} tx/s
+  POST /orders, closed loop        ${RATE} orders/s           [$(verdict "$RATE >= $PGBENCH_TPS")] target >= pgbench
+  p99 at half load (${HALF}/s)      ${P99} ms                  [$(verdict "$P99 < 25")] target < 25 ms
+  order-service peak RSS           $((RSS_KB / 1024)) MiB                   [$(verdict "$RSS_KB < 65536")] target < 64 MiB
+  outbox rows still unsent         ${BACKLOG}
+REPORT
