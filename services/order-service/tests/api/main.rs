@@ -3,6 +3,7 @@
 //! with its own database and queues (see `helpers`).
 
 mod auth;
+mod cli;
 mod health;
 mod helpers;
 mod idempotency;

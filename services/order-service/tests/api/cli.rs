@@ -1,0 +1,107 @@
+//! The `order-service` binary's own commands: client creation prints the secret
+//! once and stores only its hash; bad configuration stops start-up naming every
+//! bad variable.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+fn order_service() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_order-service"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_create_prints_the_secret_once_and_stores_only_its_hash() {
+    let app = spawn_app().await;
+    let customer = uuid::Uuid::now_v7();
+    let output = order_service()
+        .args([
+            "clients",
+            "create",
+            "--customer-id",
+            &customer.to_string(),
+            "--scope",
+            "orders:read orders:write",
+        ])
+        .env("DATABASE_URL", &app.db.url)
+        .env("JWT_PRIVATE_KEY", &app.keys_pem)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (id, secret) = (
+        created["client_id"].as_str().unwrap(),
+        created["client_secret"].as_str().unwrap(),
+    );
+    assert!(secret.len() >= 32);
+    let stored: String = sqlx::query_scalar("SELECT secret_hash FROM clients WHERE client_id = $1")
+        .bind(id)
+        .fetch_one(&app.db.pool().await)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(secret));
+
+    // The printed credentials work.
+    let resp = app
+        .token_request(&[("grant_type", "client_credentials")], Some((id, secret)))
+        .await;
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    let token: Value = resp.json().await.unwrap();
+    assert_eq!(token["scope"], "orders:read orders:write");
+
+    // Creating the same id again is refused, not silently overwritten.
+    let again = order_service()
+        .args([
+            "clients",
+            "create",
+            "--customer-id",
+            &customer.to_string(),
+            "--client-id",
+            id,
+        ])
+        .env("DATABASE_URL", &app.db.url)
+        .env("JWT_PRIVATE_KEY", &app.keys_pem)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn bad_configuration_stops_start_up_and_names_each_variable() {
+    let output = order_service()
+        .env_clear()
+        .env("HTTP_ADDR", "not-an-address")
+        .env("DATABASE_MAX_CONNECTIONS", "many")
+        .env("DATABASE_URL", "mysql://user:hunter2@db/orders")
+        .env("SHUTDOWN_TIMEOUT", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in [
+        "HTTP_ADDR",
+        "DATABASE_MAX_CONNECTIONS",
+        "DATABASE_URL",
+        "SHUTDOWN_TIMEOUT",
+        "JWT_PRIVATE_KEY",
+    ] {
+        assert!(stderr.contains(name), "{name} not named in: {stderr}");
+    }
+    assert!(!stderr.contains("hunter2"), "a secret leaked: {stderr}");
+}
+
+#[test]
+fn keys_generate_makes_a_usable_signing_key() {
+    let output = order_service().args(["keys", "generate"]).output().unwrap();
+    let pem = String::from_utf8(output.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    order_service::auth::KeySet::from_pem_bundle(&pem, "i", "a").expect("generated key loads");
+}
