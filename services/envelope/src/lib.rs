@@ -64,9 +64,7 @@ pub enum DecodeError {
     Malformed(#[source] serde_json::Error),
     #[error("unknown event type `{0}`")]
     UnknownType(String),
-    #[error(
-        "unsupported version {version} of event `{event_type}` (this build reads up to {EVENT_VERSION})"
-    )]
+    #[error("unsupported version {version} of event `{event_type}` (this build reads up to {EVENT_VERSION})")]
     UnsupportedVersion { event_type: String, version: u32 },
     #[error("payload of `{event_type}` does not match its schema: {source}")]
     BadPayload {
@@ -89,10 +87,7 @@ impl Event {
     pub fn decode(body: &str) -> Result<Self, DecodeError> {
         let raw: Envelope = serde_json::from_str(body).map_err(DecodeError::Malformed)?;
         if raw.event_version == 0 || raw.event_version > EVENT_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                event_type: raw.event_type,
-                version: raw.event_version,
-            });
+            return Err(DecodeError::UnsupportedVersion { event_type: raw.event_type, version: raw.event_version });
         }
         match raw.event_type.as_str() {
             OrderCreated::EVENT_TYPE => typed(raw).map(Event::OrderCreated),
@@ -120,11 +115,8 @@ impl Event {
 }
 
 fn typed<P: EventPayload>(raw: Envelope) -> Result<Envelope<P>, DecodeError> {
-    let payload =
-        serde_json::from_value(raw.payload).map_err(|source| DecodeError::BadPayload {
-            event_type: raw.event_type.clone(),
-            source,
-        })?;
+    let payload = serde_json::from_value(raw.payload)
+        .map_err(|source| DecodeError::BadPayload { event_type: raw.event_type.clone(), source })?;
     Ok(Envelope {
         event_id: raw.event_id,
         event_type: raw.event_type,
@@ -143,11 +135,7 @@ mod tests {
         OrderCreated {
             customer_id: Uuid::now_v7(),
             currency: "EUR".into(),
-            items: vec![LineItem {
-                sku: "SKU-1".into(),
-                quantity: 2,
-                unit_price_minor: 1299,
-            }],
+            items: vec![LineItem { sku: "SKU-1".into(), quantity: 2, unit_price_minor: 1299 }],
             total_minor: 2598,
             shipping_address: Address {
                 name: "Ada".into(),
@@ -175,28 +163,16 @@ mod tests {
     fn refuses_unknown_types_versions_and_garbage() {
         let mut env = Envelope::new(Uuid::now_v7(), Utc::now(), created());
         env.event_type = "order-teleported".into();
-        assert!(
-            matches!(Event::decode(&env.to_json()), Err(DecodeError::UnknownType(t)) if t == "order-teleported")
-        );
+        assert!(matches!(Event::decode(&env.to_json()), Err(DecodeError::UnknownType(t)) if t == "order-teleported"));
 
         let mut env = Envelope::new(Uuid::now_v7(), Utc::now(), created());
         env.event_version = 2;
-        assert!(matches!(
-            Event::decode(&env.to_json()),
-            Err(DecodeError::UnsupportedVersion { version: 2, .. })
-        ));
+        assert!(matches!(Event::decode(&env.to_json()), Err(DecodeError::UnsupportedVersion { version: 2, .. })));
 
-        assert!(matches!(
-            Event::decode("not json"),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(Event::decode("not json"), Err(DecodeError::Malformed(_))));
 
-        let mut value =
-            serde_json::to_value(Envelope::new(Uuid::now_v7(), Utc::now(), created())).unwrap();
+        let mut value = serde_json::to_value(Envelope::new(Uuid::now_v7(), Utc::now(), created())).unwrap();
         value["payload"]["items"] = serde_json::json!("nope");
-        assert!(matches!(
-            Event::decode(&value.to_string()),
-            Err(DecodeError::BadPayload { .. })
-        ));
+        assert!(matches!(Event::decode(&value.to_string()), Err(DecodeError::BadPayload { .. })));
     }
 }

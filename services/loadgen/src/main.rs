@@ -49,27 +49,18 @@ struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .trim_end_matches('s')
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 10s"))?;
+    let secs: f64 = s.trim_end_matches('s').parse().map_err(|_| format!("{s:?} is not a duration like 10s"))?;
     Ok(Duration::from_secs_f64(secs))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let host = reqwest::Url::parse(&args.url)
-        .context("--url is not a URL")?
-        .host_str()
-        .unwrap_or_default()
-        .to_owned();
+    let host = reqwest::Url::parse(&args.url).context("--url is not a URL")?.host_str().unwrap_or_default().to_owned();
     if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]" | "::1") {
         bail!("loadgen only targets loopback addresses, not {host}");
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let token: serde_json::Value = http
         .post(format!("{}/auth/token", args.url))
         .basic_auth(&args.client_id, Some(&args.client_secret))
@@ -81,12 +72,7 @@ async fn main() -> anyhow::Result<()> {
         .context("token request refused")?
         .json()
         .await?;
-    let token = Arc::new(
-        token["access_token"]
-            .as_str()
-            .context("no access_token")?
-            .to_owned(),
-    );
+    let token = Arc::new(token["access_token"].as_str().context("no access_token")?.to_owned());
 
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -94,14 +80,8 @@ async fn main() -> anyhow::Result<()> {
     let errors = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
-        let (http, token, next, errors, url, rate) = (
-            http.clone(),
-            token.clone(),
-            next.clone(),
-            errors.clone(),
-            args.url.clone(),
-            args.rate,
-        );
+        let (http, token, next, errors, url, rate) =
+            (http.clone(), token.clone(), next.clone(), errors.clone(), args.url.clone(), args.rate);
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {

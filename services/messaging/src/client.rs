@@ -22,6 +22,15 @@ pub struct SqsSettings {
 }
 
 impl SqsSettings {
+    /// Reads `SQS_ENDPOINT_URL`, `AWS_REGION` and `SQS_TIMEOUT`.
+    pub fn from_env(env: &mut settings::Env) -> Self {
+        Self {
+            endpoint_url: env.optional("SQS_ENDPOINT_URL"),
+            region: env.get("AWS_REGION", "us-east-1".to_owned()),
+            attempt_timeout: env.duration("SQS_TIMEOUT", Duration::from_secs(5)),
+        }
+    }
+
     pub fn local(endpoint_url: impl Into<String>) -> Self {
         Self {
             endpoint_url: Some(endpoint_url.into()),
@@ -47,13 +56,8 @@ pub async fn connect(settings: &SqsSettings) -> aws_sdk_sqs::Client {
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(Credentials::new(
-                "orderflow",
-                "orderflow",
-                None,
-                None,
-                "static-local",
-            ));
+            loader =
+                loader.credentials_provider(Credentials::new("orderflow", "orderflow", None, None, "static-local"));
         }
     }
     aws_sdk_sqs::Client::new(&loader.load().await)

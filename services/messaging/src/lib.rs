@@ -1,16 +1,19 @@
 //! SQS mechanics shared by every orderflow service: building the client (with
 //! an endpoint override for the local emulator), provisioning FIFO queues with
-//! their dead-letter queues, and publishing batches of events.
+//! their dead-letter queues, publishing batches of events, and the consumer
+//! loop that reads a queue into a service's handler.
 //!
 //! This crate speaks SQS and the envelope's attribute conventions; it knows no
 //! database. The transactional outbox that feeds [`Publisher`] lives in the
 //! `outbox` crate.
 
 pub mod client;
+pub mod consumer;
 pub mod provision;
 pub mod publish;
 
 pub use client::{SqsSettings, connect};
+pub use consumer::{ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, Received};
 pub use provision::{QueueUrls, dlq_name, ensure_fifo_queue};
 pub use publish::{BatchOutcome, OutgoingMessage, PublishError, Publisher};
 

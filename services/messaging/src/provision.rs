@@ -30,18 +30,12 @@ pub async fn ensure_fifo_queue(
     name: &str,
     max_receive_count: u32,
 ) -> Result<QueueUrls, aws_sdk_sqs::Error> {
-    assert!(
-        name.ends_with(".fifo"),
-        "FIFO queue names end in .fifo: {name}"
-    );
+    assert!(name.ends_with(".fifo"), "FIFO queue names end in .fifo: {name}");
     let dlq_url = client
         .create_queue()
         .queue_name(dlq_name(name))
         .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(
-            QueueAttributeName::MessageRetentionPeriod,
-            DLQ_RETENTION_SECS,
-        )
+        .attributes(QueueAttributeName::MessageRetentionPeriod, DLQ_RETENTION_SECS)
         .send()
         .await?
         .queue_url
@@ -55,17 +49,12 @@ pub async fn ensure_fifo_queue(
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .unwrap_or_default();
-    let redrive =
-        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count})
-            .to_string();
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}).to_string();
     let url = client
         .create_queue()
         .queue_name(name)
         .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            VISIBILITY_TIMEOUT_SECS,
-        )
+        .attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY_TIMEOUT_SECS)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await?
@@ -78,13 +67,7 @@ pub async fn ensure_fifo_queue(
 mod tests {
     #[test]
     fn dead_letter_queue_names_follow_the_contract() {
-        assert_eq!(
-            super::dlq_name("orders-queue.fifo"),
-            "orders-queue-dlq.fifo"
-        );
-        assert_eq!(
-            super::dlq_name("delivery-status-queue.fifo"),
-            "delivery-status-queue-dlq.fifo"
-        );
+        assert_eq!(super::dlq_name("orders-queue.fifo"), "orders-queue-dlq.fifo");
+        assert_eq!(super::dlq_name("delivery-status-queue.fifo"), "delivery-status-queue-dlq.fifo");
     }
 }

@@ -52,10 +52,7 @@ pub struct PublishError {
 
 impl PublishError {
     fn new(queue: &str, error: impl std::error::Error) -> Self {
-        Self {
-            queue: queue.to_owned(),
-            detail: aws_sdk_sqs::error::DisplayErrorContext(error).to_string(),
-        }
+        Self { queue: queue.to_owned(), detail: aws_sdk_sqs::error::DisplayErrorContext(error).to_string() }
     }
 }
 
@@ -70,10 +67,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(client: Client) -> Self {
-        Self {
-            client,
-            urls: Arc::default(),
-        }
+        Self { client, urls: Arc::default() }
     }
 
     /// The URL of queue `name`, from the cache or `GetQueueUrl`.
@@ -90,24 +84,14 @@ impl Publisher {
             .map_err(|e| PublishError::new(name, e))?
             .queue_url
             .unwrap_or_default();
-        self.urls
-            .lock()
-            .expect("url cache lock")
-            .insert(name.to_owned(), url.clone());
+        self.urls.lock().expect("url cache lock").insert(name.to_owned(), url.clone());
         Ok(url)
     }
 
     /// Sends up to [`MAX_BATCH`] messages to queue `queue` in one `SendMessageBatch` call.
     #[tracing::instrument(skip_all, fields(messaging.system = "aws_sqs", messaging.destination.name = queue, messaging.operation.type = "send", messaging.batch.message_count = messages.len()))]
-    pub async fn send_batch(
-        &self,
-        queue: &str,
-        messages: &[OutgoingMessage],
-    ) -> Result<BatchOutcome, PublishError> {
-        assert!(
-            messages.len() <= MAX_BATCH,
-            "SQS batches hold at most {MAX_BATCH} messages"
-        );
+    pub async fn send_batch(&self, queue: &str, messages: &[OutgoingMessage]) -> Result<BatchOutcome, PublishError> {
+        assert!(messages.len() <= MAX_BATCH, "SQS batches hold at most {MAX_BATCH} messages");
         if messages.is_empty() {
             return Ok(BatchOutcome::default());
         }
@@ -122,31 +106,18 @@ impl Publisher {
             .await
             .map_err(|e| PublishError::new(queue, e))?;
         Ok(BatchOutcome {
-            sent: response
-                .successful
-                .into_iter()
-                .map(|s| (s.id, s.message_id))
-                .collect(),
+            sent: response.successful.into_iter().map(|s| (s.id, s.message_id)).collect(),
             failed: response
                 .failed
                 .into_iter()
-                .map(|f| {
-                    (
-                        f.id,
-                        format!("{}: {}", f.code, f.message.unwrap_or_default()),
-                    )
-                })
+                .map(|f| (f.id, format!("{}: {}", f.code, f.message.unwrap_or_default())))
                 .collect(),
         })
     }
 }
 
 fn string_attr(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .expect("data_type is set")
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().expect("data_type is set")
 }
 
 fn entry(m: &OutgoingMessage) -> SendMessageBatchRequestEntry {

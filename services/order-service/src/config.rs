@@ -4,22 +4,20 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use database::DatabaseSettings;
 use messaging::SqsSettings;
 use outbox::RelayConfig;
-use settings::{Env, ExposeSecret, SecretString};
+use settings::{Env, SecretString};
 
 /// Everything the order-service needs to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where the HTTP API listens (`HTTP_ADDR`). Port 0 picks a free port (tests).
     pub http_addr: SocketAddr,
-    /// PostgreSQL connection string of the orders database (`DATABASE_URL`).
-    pub database_url: SecretString,
-    /// Upper bound on pooled database connections (`DATABASE_MAX_CONNECTIONS`).
-    pub database_max_connections: u32,
-    /// Apply pending migrations at start-up (`DATABASE_MIGRATE`); off when a
-    /// separate `order-service migrate` job owns schema changes.
-    pub migrate_on_start: bool,
+    /// The orders database (`DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`,
+    /// `DATABASE_MIGRATE`: off when a separate `order-service migrate` job owns
+    /// schema changes, `DATABASE_ACQUIRE_TIMEOUT`).
+    pub database: DatabaseSettings,
     /// Redis for the idempotency fast path (`REDIS_URL`). Optional at run time:
     /// when it is down, PostgreSQL alone keeps requests idempotent.
     pub redis_url: SecretString,
@@ -74,10 +72,7 @@ pub struct JwtSettings {
 impl Settings {
     /// Reads and validates every variable; the error names each bad one.
     pub fn from_env(mut env: Env) -> Result<Self, settings::ConfigError> {
-        let keys_pem = match (
-            env.secret("JWT_PRIVATE_KEY"),
-            env.optional::<String>("JWT_PRIVATE_KEY_FILE"),
-        ) {
+        let keys_pem = match (env.secret("JWT_PRIVATE_KEY"), env.optional::<String>("JWT_PRIVATE_KEY_FILE")) {
             (Some(pem), None) => pem,
             (None, Some(path)) => match std::fs::read_to_string(&path) {
                 Ok(pem) => SecretString::from(pem),
@@ -87,10 +82,7 @@ impl Settings {
                 }
             },
             (Some(_), Some(_)) => {
-                env.invalid(
-                    "JWT_PRIVATE_KEY_FILE",
-                    "set either JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both",
-                );
+                env.invalid("JWT_PRIVATE_KEY_FILE", "set either JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both");
                 SecretString::from(String::new())
             }
             (None, None) => {
@@ -104,21 +96,11 @@ impl Settings {
         let defaults = RelayConfig::default();
         let settings = Settings {
             http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080))),
-            database_url: env
-                .secret("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/orderflow_orders".into()),
-            database_max_connections: env.get("DATABASE_MAX_CONNECTIONS", 16),
-            migrate_on_start: env.flag("DATABASE_MIGRATE", true),
-            redis_url: env
-                .secret("REDIS_URL")
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            database: DatabaseSettings::from_env(&mut env, "orderflow_orders", 16),
+            redis_url: env.secret("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             redis_timeout: env.duration("REDIS_TIMEOUT", Duration::from_millis(200)),
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", "orderflow:".to_owned()),
-            sqs: SqsSettings {
-                endpoint_url: env.optional("SQS_ENDPOINT_URL"),
-                region: env.get("AWS_REGION", "us-east-1".to_owned()),
-                attempt_timeout: env.duration("SQS_TIMEOUT", Duration::from_secs(5)),
-            },
+            sqs: SqsSettings::from_env(&mut env),
             sqs_create_queues: env.flag("SQS_CREATE_QUEUES", false),
             sqs_max_receive_count: env.get("SQS_MAX_RECEIVE_COUNT", 5),
             orders_queue: env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned()),
@@ -135,24 +117,13 @@ impl Settings {
             relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
             relay: RelayConfig {
                 poll_interval: env.duration("OUTBOX_POLL_INTERVAL", defaults.poll_interval),
-                breaker_cooldown: env
-                    .duration("OUTBOX_BREAKER_COOLDOWN", defaults.breaker_cooldown),
+                breaker_cooldown: env.duration("OUTBOX_BREAKER_COOLDOWN", defaults.breaker_cooldown),
                 ..defaults
             },
             hash_concurrency: env.get("AUTH_HASH_CONCURRENCY", 2),
         };
         if !settings.orders_queue.ends_with(".fifo") {
             env.invalid("ORDERS_QUEUE", "must name a FIFO queue (ending in .fifo)");
-        }
-        if !settings
-            .database_url
-            .expose_secret()
-            .starts_with("postgres")
-        {
-            env.invalid("DATABASE_URL", "must be a postgres:// URL");
-        }
-        if settings.database_max_connections == 0 {
-            env.invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1");
         }
         if settings.jwt.ttl.is_zero() {
             env.invalid("JWT_TTL", "must be longer than 0s");
@@ -186,12 +157,7 @@ mod tests {
         ]))
         .unwrap_err()
         .to_string();
-        for name in [
-            "HTTP_ADDR",
-            "ORDERS_QUEUE",
-            "DATABASE_URL",
-            "JWT_PRIVATE_KEY",
-        ] {
+        for name in ["HTTP_ADDR", "ORDERS_QUEUE", "DATABASE_URL", "JWT_PRIVATE_KEY"] {
             assert!(err.contains(name), "{name} not named in: {err}");
         }
         assert!(!err.contains("hunter2"));

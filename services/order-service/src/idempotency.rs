@@ -63,13 +63,7 @@ impl Idempotency {
     /// `conn` is `None` when the Redis URL itself was unusable.
     pub fn new(conn: Option<ConnectionManager>, prefix: String, timeout: Duration) -> Self {
         let healthy = Arc::new(AtomicBool::new(conn.is_some()));
-        Self {
-            conn,
-            prefix,
-            timeout,
-            skip_until_ms: Arc::default(),
-            healthy,
-        }
+        Self { conn, prefix, timeout, skip_until_ms: Arc::default(), healthy }
     }
 
     fn redis_key(&self, customer_id: Uuid, key: &str) -> String {
@@ -106,10 +100,7 @@ impl Idempotency {
                     tracing::warn!(error = %why, "Redis unavailable; idempotency continues on PostgreSQL alone");
                 }
                 metrics::counter!("redis_errors_total").increment(1);
-                self.skip_until_ms.store(
-                    now + SKIP_AFTER_FAILURE.as_millis() as i64,
-                    Ordering::Relaxed,
-                );
+                self.skip_until_ms.store(now + SKIP_AFTER_FAILURE.as_millis() as i64, Ordering::Relaxed);
                 None
             }
         }
@@ -117,10 +108,8 @@ impl Idempotency {
 
     /// Claims `key` for a request with `request_hash`, or says who holds it.
     pub async fn claim(&self, customer_id: Uuid, key: &str, request_hash: &str) -> Claim {
-        let pending = serde_json::to_string(&Entry::Pending {
-            request_hash: request_hash.to_owned(),
-        })
-        .expect("serialisable");
+        let pending =
+            serde_json::to_string(&Entry::Pending { request_hash: request_hash.to_owned() }).expect("serialisable");
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.redis_key(customer_id, key))
             .arg(pending)
@@ -146,10 +135,7 @@ impl Idempotency {
         tokio::spawn(async move {
             let value = serde_json::to_string(&Entry::Done(stored)).expect("serialisable");
             let mut cmd = redis::cmd("SET");
-            cmd.arg(redis_key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64);
+            cmd.arg(redis_key).arg(value).arg("PX").arg(ttl.as_millis().max(1) as u64);
             this.call::<()>(cmd).await;
         });
     }

@@ -12,7 +12,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use order_service::{Application, Settings, auth, startup, storage::MIGRATOR};
+use order_service::{Application, Settings, auth, storage::MIGRATOR};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -77,16 +77,12 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", auth::keys::generate_private_key_pem())
         }
         Command::Keys(KeysCommand::Public) => {
-            let pem = std::io::read_to_string(std::io::stdin())
-                .context("failed to read a PEM key from stdin")?;
+            let pem = std::io::read_to_string(std::io::stdin()).context("failed to read a PEM key from stdin")?;
             print!("{}", auth::keys::public_key_pem(&pem)?);
         }
         Command::Openapi => println!("{}", order_service::http::openapi_json()),
         command => {
-            telemetry::init_logging(
-                telemetry::LogFormat::from_env(),
-                "info,sqlx=warn,aws_config=warn",
-            );
+            telemetry::init_logging(telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
             let settings = match Settings::from_env(settings::Env::from_process()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -96,33 +92,14 @@ async fn main() -> anyhow::Result<()> {
             };
             match command {
                 Command::Migrate => {
-                    MIGRATOR
-                        .run(&startup::pool(&settings))
-                        .await
-                        .context("failed to apply migrations")?;
+                    MIGRATOR.run(&settings.database.pool()?).await.context("failed to apply migrations")?;
                     eprintln!("migrations applied");
                 }
-                Command::Clients(ClientsCommand::Create {
-                    customer_id,
-                    scope,
-                    client_id,
-                    client_secret,
-                    replace,
-                }) => {
-                    let pool = startup::pool(&settings);
-                    MIGRATOR
-                        .run(&pool)
-                        .await
-                        .context("failed to apply migrations")?;
-                    let created = auth::clients::create(
-                        &pool,
-                        customer_id,
-                        &scope,
-                        client_id,
-                        client_secret,
-                        replace,
-                    )
-                    .await?;
+                Command::Clients(ClientsCommand::Create { customer_id, scope, client_id, client_secret, replace }) => {
+                    let pool = settings.database.pool()?;
+                    MIGRATOR.run(&pool).await.context("failed to apply migrations")?;
+                    let created =
+                        auth::clients::create(&pool, customer_id, &scope, client_id, client_secret, replace).await?;
                     println!("{}", serde_json::to_string_pretty(&created)?);
                 }
                 _ => {

@@ -2,25 +2,21 @@
 //! SQS, apply migrations, assemble the HTTP router and the outbox relay, then
 //! serve until shutdown. Tests build the same [`Application`] on port 0.
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use messaging::Publisher;
 use outbox::Relay;
 use redis::aio::ConnectionManagerConfig;
 use settings::ExposeSecret;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use shutdown::{Background, CancellationToken};
 use tokio::{net::TcpListener, sync::Semaphore};
-use tokio_util::sync::CancellationToken;
+use web::Accepting;
 
 use crate::{
     auth::KeySet,
     config::Settings,
-    http::{self, AppState, health::Readiness},
+    http::{self, AppState},
     idempotency::Idempotency,
     storage::MIGRATOR,
 };
@@ -32,29 +28,15 @@ pub struct Application {
     relay: Arc<Relay>,
     /// Run the relay loop (tests may drive the relay step by step instead).
     relay_enabled: bool,
-    ready: Arc<AtomicBool>,
+    accepting: Accepting,
     shutdown_timeout: Duration,
-    pool: PgPool,
-}
-
-/// A lazily connecting pool: the service starts even while PostgreSQL is
-/// briefly unreachable, and `/readyz` says so.
-pub fn pool(settings: &Settings) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(settings.database_max_connections)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_lazy(settings.database_url.expose_secret())
-        .expect("DATABASE_URL was validated at start-up")
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = pool(&settings);
-        if settings.migrate_on_start {
-            MIGRATOR
-                .run(&pool)
-                .await
-                .context("failed to apply database migrations")?;
+        let pool = settings.database.pool().context("DATABASE_URL: invalid connection string")?;
+        if settings.database.migrate_on_start {
+            MIGRATOR.run(&pool).await.context("failed to apply database migrations")?;
         }
         let keys = KeySet::from_pem_bundle(
             settings.jwt.keys_pem.expose_secret(),
@@ -73,21 +55,11 @@ impl Application {
                     .set_number_of_retries(1);
                 client.get_connection_manager_lazy(config).ok()
             });
-        let idempotency = Idempotency::new(
-            redis,
-            settings.redis_key_prefix.clone(),
-            settings.redis_timeout,
-        );
+        let idempotency = Idempotency::new(redis, settings.redis_key_prefix.clone(), settings.redis_timeout);
 
         let sqs = messaging::connect(&settings.sqs).await;
         if settings.sqs_create_queues {
-            match messaging::ensure_fifo_queue(
-                &sqs,
-                &settings.orders_queue,
-                settings.sqs_max_receive_count,
-            )
-            .await
-            {
+            match messaging::ensure_fifo_queue(&sqs, &settings.orders_queue, settings.sqs_max_receive_count).await {
                 Ok(urls) => tracing::info!(queue = %urls.url, dlq = %urls.dlq_url, "queue ready"),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not create queues now; the relay will publish once SQS is reachable")
@@ -95,15 +67,11 @@ impl Application {
             }
         }
         let publisher = Publisher::new(sqs);
-        let relay = Arc::new(Relay::new(
-            pool.clone(),
-            publisher.clone(),
-            settings.relay.clone(),
-        ));
+        let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
 
-        let ready = Arc::new(AtomicBool::new(true));
+        let accepting = Accepting::default();
         let state = AppState {
-            db: pool.clone(),
+            db: pool,
             keys: Arc::new(keys),
             token_ttl: settings.jwt.ttl,
             idempotency,
@@ -112,12 +80,8 @@ impl Application {
             outbox: relay.waker(),
             orders_queue: settings.orders_queue.clone(),
             hash_limiter: Arc::new(Semaphore::new(settings.hash_concurrency)),
-            readiness: Readiness {
-                sqs: publisher,
-                queue: settings.orders_queue.clone(),
-                timeout: Duration::from_secs(2),
-                ready: ready.clone(),
-            },
+            publisher,
+            accepting: accepting.clone(),
             metrics: telemetry::Metrics::global(),
         };
         let router = http::router(state, settings.request_timeout);
@@ -129,9 +93,8 @@ impl Application {
             router,
             relay,
             relay_enabled: settings.relay_enabled,
-            ready,
+            accepting,
             shutdown_timeout: settings.shutdown_timeout,
-            pool,
         })
     }
 
@@ -140,9 +103,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listener.local_addr().expect("bound listener has an address")
     }
 
     /// The relay, for tests that drive it step by step.
@@ -153,38 +114,21 @@ impl Application {
     /// Serves until `stop` is cancelled, then: stop accepting, finish in-flight
     /// requests, flush the outbox, all within the shutdown timeout.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let addr = self.local_addr();
-        tracing::info!(%addr, "order-service listening");
-        let loops = CancellationToken::new();
-        let relay_task = self.relay_enabled.then(|| {
-            let relay = self.relay.clone();
-            let (token, drain) = (loops.clone(), self.shutdown_timeout / 2);
-            tokio::spawn(relay.run(token, drain))
-        });
-        let ready = self.ready.clone();
-        let server_stop = stop.clone();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            server_stop.cancelled().await;
-            ready.store(false, std::sync::atomic::Ordering::Relaxed);
-        });
-        let served = tokio::spawn(async move { server.await });
-
-        stop.cancelled().await;
-        let finished = shutdown::drain_deadline(self.shutdown_timeout, async {
-            match served.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
-                Err(e) => tracing::error!(error = %e, "HTTP server task panicked"),
-            }
-            // Requests are done: no new outbox rows. Let the relay flush.
-            loops.cancel();
-            if let Some(task) = relay_task {
-                let _ = task.await;
-            }
-        })
-        .await;
-        self.pool.close().await;
-        tracing::info!(clean = finished, "order-service stopped");
+        let mut background = Background::new();
+        if self.relay_enabled {
+            let (relay, drain) = (self.relay.clone(), self.shutdown_timeout / 2);
+            background.spawn("outbox-relay", move |token| relay.run(token, drain));
+        }
+        web::serve::run(
+            "order-service",
+            self.listener,
+            self.router,
+            background,
+            self.accepting,
+            stop,
+            self.shutdown_timeout,
+        )
+        .await?;
         Ok(())
     }
 }

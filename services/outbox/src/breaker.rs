@@ -96,9 +96,7 @@ impl Breaker {
             cooldown_ms = self.cooldown.as_millis() as u64,
             "SQS failing; circuit open"
         );
-        self.state = State::Open {
-            until: Instant::now() + self.cooldown,
-        };
+        self.state = State::Open { until: Instant::now() + self.cooldown };
     }
 }
 

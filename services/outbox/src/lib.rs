@@ -57,7 +57,24 @@ pub async fn enqueue(conn: &mut PgConnection, message: &OutboxMessage) -> Result
 
 /// Rows still waiting to be published: the relay's backlog.
 pub async fn backlog(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(pool).await
+}
+
+pub mod inbox {
+    //! The inbox half of exactly-once handling: a consumer records each event id
+    //! in `processed_messages` inside the transaction that applies the event. A
+    //! redelivered or re-sent event finds its id there and changes nothing.
+
+    use sqlx::PgConnection;
+    use uuid::Uuid;
+
+    /// Records `event_id`; `false` if it was processed before (skip it).
+    pub async fn record_once(conn: &mut PgConnection, event_id: Uuid) -> Result<bool, sqlx::Error> {
+        let inserted = sqlx::query("INSERT INTO processed_messages (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(event_id)
+            .execute(conn)
+            .await?
+            .rows_affected();
+        Ok(inserted == 1)
+    }
 }

@@ -104,18 +104,8 @@ struct Row {
 
 impl Relay {
     pub fn new(pool: PgPool, publisher: Publisher, config: RelayConfig) -> Self {
-        let breaker = Breaker::new(
-            config.breaker_threshold,
-            config.breaker_cooldown,
-            config.breaker_max_cooldown,
-        );
-        Self {
-            pool,
-            publisher,
-            config,
-            breaker: Mutex::new(breaker),
-            waker: Waker::default(),
-        }
+        let breaker = Breaker::new(config.breaker_threshold, config.breaker_cooldown, config.breaker_max_cooldown);
+        Self { pool, publisher, config, breaker: Mutex::new(breaker), waker: Waker::default() }
     }
 
     /// A handle that wakes this relay.
@@ -154,18 +144,15 @@ impl Relay {
         let mut by_queue: HashMap<&str, Vec<OutgoingMessage>> = HashMap::new();
         let mut refused: Vec<(i64, String)> = Vec::new();
         for row in &rows {
-            by_queue
-                .entry(row.destination.as_str())
-                .or_default()
-                .push(OutgoingMessage {
-                    entry_id: row.id.to_string(),
-                    body: row.body.clone(),
-                    group_id: row.group_id.clone(),
-                    dedup_id: row.event_id.to_string(),
-                    event_type: row.event_type.clone(),
-                    traceparent: row.traceparent.clone(),
-                    tracestate: row.tracestate.clone(),
-                });
+            by_queue.entry(row.destination.as_str()).or_default().push(OutgoingMessage {
+                entry_id: row.id.to_string(),
+                body: row.body.clone(),
+                group_id: row.group_id.clone(),
+                dedup_id: row.event_id.to_string(),
+                event_type: row.event_type.clone(),
+                traceparent: row.traceparent.clone(),
+                tracestate: row.tracestate.clone(),
+            });
         }
 
         let mut sent: Vec<i64> = Vec::new();
@@ -173,25 +160,14 @@ impl Relay {
             let result = self.publisher.send_batch(queue, &messages).await;
             match result {
                 Ok(outcome) => {
-                    sent.extend(
-                        outcome
-                            .sent
-                            .iter()
-                            .filter_map(|(id, _)| id.parse::<i64>().ok()),
-                    );
-                    refused.extend(
-                        outcome
-                            .failed
-                            .into_iter()
-                            .filter_map(|(id, why)| Some((id.parse().ok()?, why))),
-                    );
+                    sent.extend(outcome.sent.iter().filter_map(|(id, _)| id.parse::<i64>().ok()));
+                    refused.extend(outcome.failed.into_iter().filter_map(|(id, why)| Some((id.parse().ok()?, why))));
                 }
                 Err(e) => {
                     // Nothing was settled for this queue yet; settle what other
                     // queues accepted (below), leave these rows for later.
                     self.breaker.lock().await.on_failure();
-                    metrics::counter!("outbox_publish_failures_total")
-                        .increment(messages.len() as u64);
+                    metrics::counter!("outbox_publish_failures_total").increment(messages.len() as u64);
                     if sent.is_empty() && refused.is_empty() {
                         tx.rollback().await?;
                         return Err(e.into());
@@ -204,10 +180,7 @@ impl Relay {
             self.breaker.lock().await.on_success();
         }
 
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(&sent)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&sent).execute(&mut *tx).await?;
         for (id, why) in &refused {
             tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
             sqlx::query(
@@ -231,13 +204,8 @@ impl Relay {
         }
         metrics::counter!("outbox_published_total").increment(sent.len() as u64);
         metrics::counter!("outbox_refused_total").increment(refused.len() as u64);
-        tracing::Span::current()
-            .record("sent", sent.len())
-            .record("refused", refused.len());
-        Ok(Outcome::Published {
-            sent: sent.len(),
-            refused: refused.len(),
-        })
+        tracing::Span::current().record("sent", sent.len()).record("refused", refused.len());
+        Ok(Outcome::Published { sent: sent.len(), refused: refused.len() })
     }
 
     /// Runs until `cancel`, then drains for at most `drain_for`.
@@ -246,11 +214,7 @@ impl Relay {
         let mut error_backoff = Duration::from_millis(100);
         loop {
             let pause = match self.try_publish_once().await {
-                Ok(Outcome::Published { sent, refused })
-                    if sent + refused >= self.config.batch_size =>
-                {
-                    Duration::ZERO
-                }
+                Ok(Outcome::Published { sent, refused }) if sent + refused >= self.config.batch_size => Duration::ZERO,
                 Ok(Outcome::Published { .. }) | Ok(Outcome::Idle) => self.config.poll_interval,
                 Ok(Outcome::CircuitOpen(wait)) => wait,
                 Err(e) => {

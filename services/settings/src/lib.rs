@@ -36,18 +36,12 @@ impl Env {
         K: Into<String>,
         V: Into<String>,
     {
-        let map: HashMap<String, String> = pairs
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let map: HashMap<String, String> = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         Self::from_fn(move |name| map.get(name).cloned())
     }
 
     fn from_fn(f: impl Fn(&str) -> Option<String> + Send + 'static) -> Self {
-        Self {
-            source: Box::new(f),
-            errors: Vec::new(),
-        }
+        Self { source: Box::new(f), errors: Vec::new() }
     }
 
     /// The raw value, with empty strings treated as unset.
@@ -62,8 +56,7 @@ impl Env {
         match raw.trim().parse() {
             Ok(v) => Some(v),
             Err(e) => {
-                self.errors
-                    .push(format!("{name}: invalid value {raw:?}: {e}"));
+                self.errors.push(format!("{name}: invalid value {raw:?}: {e}"));
                 None
             }
         }
@@ -114,8 +107,7 @@ impl Env {
             Some(raw) => match parse_duration(&raw) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.errors
-                        .push(format!("{name}: invalid duration {raw:?}: {e}"));
+                    self.errors.push(format!("{name}: invalid duration {raw:?}: {e}"));
                     default
                 }
             },
@@ -130,8 +122,7 @@ impl Env {
             Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
             Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
             Some(v) => {
-                self.errors
-                    .push(format!("{name}: invalid boolean {v:?} (use true or false)"));
+                self.errors.push(format!("{name}: invalid boolean {v:?} (use true or false)"));
                 default
             }
         }
@@ -144,11 +135,7 @@ impl Env {
 
     /// Ends reading: `Err` lists every problem seen.
     pub fn finish(self) -> Result<(), ConfigError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError(self.errors))
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(ConfigError(self.errors)) }
     }
 }
 
@@ -157,9 +144,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| "expected a whole number followed by ms, s, m or h".to_string())?;
+    let n: u64 = number.parse().map_err(|_| "expected a whole number followed by ms, s, m or h".to_string())?;
     match unit.trim() {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),
@@ -175,11 +160,7 @@ mod tests {
 
     #[test]
     fn collects_every_bad_variable_and_names_it() {
-        let mut env = Env::from_pairs([
-            ("PORT", "eighty"),
-            ("TIMEOUT", "3 weeks"),
-            ("DEBUG", "maybe"),
-        ]);
+        let mut env = Env::from_pairs([("PORT", "eighty"), ("TIMEOUT", "3 weeks"), ("DEBUG", "maybe")]);
         let port: u16 = env.get("PORT", 8080);
         let _ = env.duration("TIMEOUT", Duration::from_secs(1));
         let _ = env.flag("DEBUG", false);
@@ -195,10 +176,7 @@ mod tests {
     fn parses_values_and_durations() {
         let mut env = Env::from_pairs([("N", " 42 "), ("D", "250ms"), ("F", "yes"), ("EMPTY", "")]);
         assert_eq!(env.get::<u32>("N", 0), 42);
-        assert_eq!(
-            env.duration("D", Duration::ZERO),
-            Duration::from_millis(250)
-        );
+        assert_eq!(env.duration("D", Duration::ZERO), Duration::from_millis(250));
         assert!(env.flag("F", false));
         assert_eq!(env.optional::<u32>("EMPTY"), None);
         assert!(env.finish().is_ok());

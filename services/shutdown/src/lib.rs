@@ -2,10 +2,12 @@
 //! token that the HTTP server and every background loop watch.
 //!
 //! Loops are expected to finish the unit of work in hand when the token fires,
-//! then return; the binary bounds the whole drain with [`drain_deadline`].
+//! then return ([`Background`] runs and stops them together); the binary bounds
+//! the whole drain with [`drain_deadline`].
 
 use std::{future::Future, time::Duration};
 
+use tokio::task::JoinHandle;
 pub use tokio_util::sync::CancellationToken;
 
 /// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
@@ -53,11 +55,42 @@ pub async fn drain_deadline(limit: Duration, drain: impl Future<Output = ()>) ->
     match tokio::time::timeout(limit, drain).await {
         Ok(()) => true,
         Err(_) => {
-            tracing::warn!(
-                limit_secs = limit.as_secs_f64(),
-                "shutdown drain did not finish in time; exiting anyway"
-            );
+            tracing::warn!(limit_secs = limit.as_secs_f64(), "shutdown drain did not finish in time; exiting anyway");
             false
+        }
+    }
+}
+
+/// The background loops of a service (outbox relay, consumers, schedulers),
+/// stopped together: each gets a token, and [`Background::stop`] cancels it and
+/// waits for every loop to finish the unit of work in hand.
+#[derive(Default)]
+pub struct Background {
+    token: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Background {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Spawns `make(token)`; the loop must return once the token is cancelled.
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, make: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push((name, tokio::spawn(make(self.token.clone()))));
+    }
+
+    /// Cancels every loop and waits for them all.
+    pub async fn stop(self) {
+        self.token.cancel();
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "background loop panicked");
+            }
         }
     }
 }

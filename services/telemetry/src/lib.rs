@@ -35,18 +35,11 @@ impl LogFormat {
 /// `RUST_LOG` is unset, e.g. `"info,sqlx=warn"`. Safe to call more than once
 /// (later calls do nothing), which tests rely on.
 pub fn init_logging(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
+            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
     };
@@ -70,8 +63,7 @@ impl Metrics {
                     .expect("static bucket list is valid")
                     .build_recorder();
                 let handle = recorder.handle();
-                metrics::set_global_recorder(recorder)
-                    .expect("no other metrics recorder is installed");
+                metrics::set_global_recorder(recorder).expect("no other metrics recorder is installed");
                 handle
             })
             .clone();
@@ -85,6 +77,4 @@ impl Metrics {
 }
 
 /// Histogram buckets for latencies: 1 ms to 30 s, dense where requests live.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];

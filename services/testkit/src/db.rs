@@ -9,8 +9,7 @@ pub struct TestDb {
 }
 
 fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 impl TestDb {
@@ -19,30 +18,17 @@ impl TestDb {
         let admin_url = admin_url();
         let name = format!("orderflow_test_{}", crate::unique_tag());
         let mut admin = PgConnection::connect(&admin_url).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-            .execute(&mut admin)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).execute(&mut admin).await?;
         let url = replace_database(&admin_url, &name);
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(1).connect(&url).await?;
         migrator.run(&pool).await?;
         pool.close().await;
-        Ok(Self {
-            name,
-            url,
-            admin_url,
-        })
+        Ok(Self { name, url, admin_url })
     }
 
     /// A small pool on the test database, for assertions.
     pub async fn pool(&self) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&self.url)
-            .await
-            .expect("connect to test database")
+        PgPoolOptions::new().max_connections(4).connect(&self.url).await.expect("connect to test database")
     }
 }
 
@@ -51,11 +37,9 @@ impl Drop for TestDb {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         crate::block_on_cleanup(async move {
             if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                )))
-                .execute(&mut admin)
-                .await;
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)))
+                    .execute(&mut admin)
+                    .await;
             }
         });
     }
@@ -82,17 +66,11 @@ pub fn replace_database(url: &str, db: &str) -> String {
 mod tests {
     #[test]
     fn swaps_database_names() {
-        assert_eq!(
-            super::replace_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
+        assert_eq!(super::replace_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
         assert_eq!(
             super::replace_database("postgres://u@h/p?sslmode=disable", "x"),
             "postgres://u@h/x?sslmode=disable"
         );
-        assert_eq!(
-            super::replace_database("postgres://u@h", "x"),
-            "postgres://u@h/x"
-        );
+        assert_eq!(super::replace_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

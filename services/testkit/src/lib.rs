@@ -41,11 +41,7 @@ pub fn unique_tag() -> String {
 /// of the runtime that opened it, which must keep running while this blocks.
 pub(crate) fn block_on_cleanup<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
     let _ = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("cleanup runtime")
-            .block_on(f)
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cleanup runtime").block_on(f)
     })
     .join();
 }

@@ -56,13 +56,7 @@ impl Proxy {
                 });
             }
         });
-        Self {
-            addr,
-            up,
-            generation,
-            epoch,
-            task,
-        }
+        Self { addr, up, generation, epoch, task }
     }
 
     pub fn addr(&self) -> SocketAddr {

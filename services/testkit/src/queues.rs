@@ -17,11 +17,7 @@ pub struct TestQueues {
 impl TestQueues {
     pub async fn new() -> Self {
         let client = messaging::connect(&SqsSettings::local(crate::sqs_endpoint())).await;
-        Self {
-            client,
-            prefix: format!("t{}", crate::unique_tag()),
-            created: Vec::new(),
-        }
+        Self { client, prefix: format!("t{}", crate::unique_tag()), created: Vec::new() }
     }
 
     /// The per-test name of a contract queue: `orders-queue.fifo` -> `t<tag>-orders-queue.fifo`.
@@ -58,13 +54,7 @@ impl TestQueues {
                 .expect("receive from test queue");
             for m in resp.messages.unwrap_or_default() {
                 if let Some(handle) = &m.receipt_handle {
-                    self.client
-                        .delete_message()
-                        .queue_url(url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .expect("delete");
+                    self.client.delete_message().queue_url(url).receipt_handle(handle).send().await.expect("delete");
                 }
                 out.push(m);
             }
@@ -76,11 +66,7 @@ impl TestQueues {
 impl Drop for TestQueues {
     fn drop(&mut self) {
         let client = self.client.clone();
-        let urls: Vec<String> = self
-            .created
-            .iter()
-            .flat_map(|q| [q.url.clone(), q.dlq_url.clone()])
-            .collect();
+        let urls: Vec<String> = self.created.iter().flat_map(|q| [q.url.clone(), q.dlq_url.clone()]).collect();
         crate::block_on_cleanup(async move {
             for url in urls {
                 let _ = client.delete_queue().queue_url(url).send().await;

@@ -23,10 +23,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -88,35 +85,19 @@ impl Problem {
     /// A 422 naming every invalid field.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let n = errors.len();
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "Invalid request",
-        )
-        .with_detail(format!(
-            "{n} field{} failed validation",
-            if n == 1 { "" } else { "s" }
-        ))
-        .with_errors(errors)
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request")
+            .with_detail(format!("{n} field{} failed validation", if n == 1 { "" } else { "s" }))
+            .with_errors(errors)
     }
 
     /// A 500 with an opaque body; the caller logs the cause.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal Server Error",
-        )
-        .with_detail("The server failed to handle the request; it has been logged.")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error")
+            .with_detail("The server failed to handle the request; it has been logged.")
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service Unavailable",
-        )
-        .with_detail(detail)
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service Unavailable").with_detail(detail)
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -128,12 +109,8 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let body = serde_json::to_vec(&self).expect("problem documents always serialise");
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
-            body,
-        )
-            .into_response();
+        let mut response =
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))], body).into_response();
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);
         }
@@ -147,11 +124,8 @@ mod tests {
 
     #[test]
     fn renders_rfc9457_with_field_errors() {
-        let response = Problem::validation(vec![FieldError::new(
-            "items[0].quantity",
-            "must be 1..=999",
-        )])
-        .into_response();
+        let response =
+            Problem::validation(vec![FieldError::new("items[0].quantity", "must be 1..=999")]).into_response();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
         let p = serde_json::to_value(Problem::validation(vec![FieldError::new("a", "b")])).unwrap();

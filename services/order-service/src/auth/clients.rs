@@ -44,17 +44,12 @@ pub enum ClientError {
 
 /// Hashes a secret with argon2id (default, OWASP-recommended parameters).
 pub fn hash_secret(secret: &str) -> String {
-    Argon2::default()
-        .hash_password(secret.as_bytes())
-        .expect("argon2 with default parameters cannot fail")
-        .to_string()
+    Argon2::default().hash_password(secret.as_bytes()).expect("argon2 with default parameters cannot fail").to_string()
 }
 
 /// Checks a secret against its stored hash in constant time for the hash.
 pub fn verify_secret(hash: &str, secret: &str) -> bool {
-    Argon2::default()
-        .verify_password(secret.as_bytes(), hash)
-        .is_ok()
+    Argon2::default().verify_password(secret.as_bytes(), hash).is_ok()
 }
 
 /// A hash of a random secret, checked against when the client id is unknown so
@@ -70,10 +65,7 @@ fn random_token(bytes: usize) -> String {
 }
 
 fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Creates a client. Without `client_id`/`secret`, random ones are generated.
@@ -86,10 +78,7 @@ pub async fn create(
     replace: bool,
 ) -> Result<NewClient, ClientError> {
     let scopes: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
-    if let Some(bad) = scopes
-        .iter()
-        .find(|s| !super::KNOWN_SCOPES.contains(&s.as_str()))
-    {
+    if let Some(bad) = scopes.iter().find(|s| !super::KNOWN_SCOPES.contains(&s.as_str())) {
         return Err(ClientError::UnknownScope(bad.clone()));
     }
     let client_id = client_id.unwrap_or_else(|| format!("cl_{}", Uuid::now_v7().simple()));
@@ -124,23 +113,16 @@ pub async fn create(
     if inserted == 0 {
         return Err(ClientError::Exists(client_id));
     }
-    Ok(NewClient {
-        client_id,
-        client_secret: secret,
-        customer_id,
-        scope: scopes.join(" "),
-    })
+    Ok(NewClient { client_id, client_secret: secret, customer_id, scope: scopes.join(" ") })
 }
 
 /// Looks a client up by id.
 #[tracing::instrument(skip(pool))]
 pub async fn find(pool: &PgPool, client_id: &str) -> Result<Option<Client>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT client_id, secret_hash, customer_id, scopes FROM clients WHERE client_id = $1",
-    )
-    .bind(client_id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as("SELECT client_id, secret_hash, customer_id, scopes FROM clients WHERE client_id = $1")
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await
 }
 
 #[cfg(test)]

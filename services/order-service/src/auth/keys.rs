@@ -52,11 +52,7 @@ pub enum KeyError {
     #[error("the key bundle holds no PRIVATE KEY to sign with")]
     NoSigningKey,
     #[error("PEM block {index} ({tag}) is not an Ed25519 key: {source}")]
-    BadKey {
-        index: usize,
-        tag: String,
-        source: jsonwebtoken::errors::Error,
-    },
+    BadKey { index: usize, tag: String, source: jsonwebtoken::errors::Error },
     #[error("PEM block {index} has tag {tag:?}; expected PRIVATE KEY or PUBLIC KEY")]
     UnknownBlock { index: usize, tag: String },
 }
@@ -98,11 +94,7 @@ impl KeySet {
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         for (index, block) in pem::parse_many(bundle)?.into_iter().enumerate() {
-            let bad = |source| KeyError::BadKey {
-                index,
-                tag: block.tag().to_owned(),
-                source,
-            };
+            let bad = |source| KeyError::BadKey { index, tag: block.tag().to_owned(), source };
             let mut jwk = match block.tag() {
                 "PRIVATE KEY" => {
                     let key = EncodingKey::from_ed_der(block.contents());
@@ -113,15 +105,11 @@ impl KeySet {
                     jwk
                 }
                 "PUBLIC KEY" => {
-                    let key =
-                        DecodingKey::from_ed_pem(pem::encode(&block).as_bytes()).map_err(bad)?;
+                    let key = DecodingKey::from_ed_pem(pem::encode(&block).as_bytes()).map_err(bad)?;
                     Jwk::from_decoding_key(&key, Some(ALGORITHM)).map_err(bad)?
                 }
                 tag => {
-                    return Err(KeyError::UnknownBlock {
-                        index,
-                        tag: tag.to_owned(),
-                    });
+                    return Err(KeyError::UnknownBlock { index, tag: tag.to_owned() });
                 }
             };
             let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(bad)?;
@@ -132,9 +120,7 @@ impl KeySet {
             jwks.push(jwk);
         }
         let (signing_key, signing_jwk) = signing.ok_or(KeyError::NoSigningKey)?;
-        let signing_kid = signing_jwk
-            .thumbprint(ThumbprintHash::SHA256)
-            .expect("thumbprint computed above");
+        let signing_kid = signing_jwk.thumbprint(ThumbprintHash::SHA256).expect("thumbprint computed above");
 
         let mut validation = Validation::new(ALGORITHM);
         validation.set_issuer(&[issuer]);
@@ -159,13 +145,7 @@ impl KeySet {
     }
 
     /// Issues a token for `client_id` acting for `customer_id` with `scope`.
-    pub fn issue(
-        &self,
-        client_id: &str,
-        customer_id: Uuid,
-        scope: &str,
-        ttl: std::time::Duration,
-    ) -> (String, Claims) {
+    pub fn issue(&self, client_id: &str, customer_id: Uuid, scope: &str, ttl: std::time::Duration) -> (String, Claims) {
         let now = Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -180,8 +160,7 @@ impl KeySet {
         };
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(self.signing_kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.signing_key)
-            .expect("Ed25519 signing cannot fail");
+        let token = jsonwebtoken::encode(&header, &claims, &self.signing_key).expect("Ed25519 signing cannot fail");
         (token, claims)
     }
 
@@ -195,28 +174,23 @@ impl KeySet {
         if header.alg != ALGORITHM {
             return Err(TokenError::Algorithm);
         }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.verifying.get(kid))
-            .ok_or(TokenError::UnknownKey)?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
+        let key = header.kid.as_deref().and_then(|kid| self.verifying.get(kid)).ok_or(TokenError::UnknownKey)?;
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation).map(|data| data.claims).map_err(|e| {
+            match e.kind() {
                 K::ExpiredSignature => TokenError::Expired,
                 K::ImmatureSignature => TokenError::NotYetValid,
                 K::InvalidIssuer | K::InvalidAudience => TokenError::WrongIssuerOrAudience,
                 K::InvalidSignature => TokenError::Signature,
                 K::InvalidAlgorithm => TokenError::Algorithm,
                 _ => TokenError::Malformed,
-            })
+            }
+        })
     }
 }
 
 /// DER prefix of an Ed25519 PKCS#8 v1 private key; the 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const ED25519_PKCS8_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// A new random Ed25519 private key as PKCS#8 PEM (`order-service keys generate`).
 pub fn generate_private_key_pem() -> String {
@@ -240,9 +214,7 @@ pub fn public_key_pem(private_pem: &str) -> Result<String, KeyError> {
     };
     let x = URL_SAFE_NO_PAD.decode(okp.x).expect("JWK x is base64url");
     // SubjectPublicKeyInfo for Ed25519: fixed 12-byte prefix + 32-byte key.
-    let mut der = vec![
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
+    let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
     der.extend_from_slice(&x);
     Ok(pem::encode(&pem::Pem::new("PUBLIC KEY", der)))
 }
@@ -265,39 +237,25 @@ mod tests {
         assert_eq!(verified, claims);
         assert_eq!(verified.customer_id, customer);
         let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
-        assert_eq!(
-            keys.jwks().keys[0].common.key_id.as_deref(),
-            Some(kid.as_str())
-        );
+        assert_eq!(keys.jwks().keys[0].common.key_id.as_deref(), Some(kid.as_str()));
     }
 
     #[test]
     fn rotation_keeps_old_tokens_valid_while_the_old_key_is_listed() {
         let old = generate_private_key_pem();
         let new = generate_private_key_pem();
-        let (old_token, _) =
-            keyset(&old).issue("c", Uuid::now_v7(), "orders:read", Duration::from_secs(60));
+        let (old_token, _) = keyset(&old).issue("c", Uuid::now_v7(), "orders:read", Duration::from_secs(60));
         let rotated = keyset(&format!("{new}{}", public_key_pem(&old).unwrap()));
         assert_eq!(rotated.jwks().keys.len(), 2);
-        assert!(
-            rotated.verify(&old_token).is_ok(),
-            "old token still valid after rotation"
-        );
-        let (new_token, _) =
-            rotated.issue("c", Uuid::now_v7(), "orders:read", Duration::from_secs(60));
-        assert!(matches!(
-            keyset(&old).verify(&new_token),
-            Err(TokenError::UnknownKey)
-        ));
+        assert!(rotated.verify(&old_token).is_ok(), "old token still valid after rotation");
+        let (new_token, _) = rotated.issue("c", Uuid::now_v7(), "orders:read", Duration::from_secs(60));
+        assert!(matches!(keyset(&old).verify(&new_token), Err(TokenError::UnknownKey)));
     }
 
     #[test]
     fn refuses_bundles_without_a_signer() {
         let public = public_key_pem(&generate_private_key_pem()).unwrap();
-        assert!(matches!(
-            KeySet::from_pem_bundle(&public, "i", "a"),
-            Err(KeyError::NoSigningKey)
-        ));
+        assert!(matches!(KeySet::from_pem_bundle(&public, "i", "a"), Err(KeyError::NoSigningKey)));
         assert!(KeySet::from_pem_bundle("garbage", "i", "a").is_err());
     }
 }

@@ -29,10 +29,7 @@ pub struct NewOrder {
 impl NewOrder {
     /// Sum of quantity x unit price. Limits keep it far below `i64::MAX`.
     pub fn total_minor(&self) -> i64 {
-        self.items
-            .iter()
-            .map(|i| i64::from(i.quantity) * i.unit_price_minor)
-            .sum()
+        self.items.iter().map(|i| i64::from(i.quantity) * i.unit_price_minor).sum()
     }
 
     /// SHA-256 of the canonical request: currency, items sorted, address. Two
@@ -40,9 +37,7 @@ impl NewOrder {
     /// key order, whitespace or item order.
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut items = self.items.clone();
-        items.sort_by(|a, b| {
-            (&a.sku, a.quantity, a.unit_price_minor).cmp(&(&b.sku, b.quantity, b.unit_price_minor))
-        });
+        items.sort_by(|a, b| (&a.sku, a.quantity, a.unit_price_minor).cmp(&(&b.sku, b.quantity, b.unit_price_minor)));
         let canonical = serde_json::json!([self.currency, items, self.shipping_address]);
         Sha256::digest(canonical.to_string().as_bytes()).into()
     }
@@ -58,12 +53,7 @@ impl Checker {
         self.errors.push(FieldError::new(field, message));
     }
 
-    fn object<'a>(
-        &mut self,
-        value: &'a Value,
-        path: &str,
-        allowed: &[&str],
-    ) -> Option<&'a Map<String, Value>> {
+    fn object<'a>(&mut self, value: &'a Value, path: &str, allowed: &[&str]) -> Option<&'a Map<String, Value>> {
         let Some(map) = value.as_object() else {
             self.fail(path, "must be a JSON object");
             return None;
@@ -75,13 +65,7 @@ impl Checker {
     }
 
     /// A required, trimmed, non-empty string of at most `max` characters.
-    fn text(
-        &mut self,
-        map: &Map<String, Value>,
-        path: &str,
-        key: &str,
-        max: usize,
-    ) -> Option<String> {
+    fn text(&mut self, map: &Map<String, Value>, path: &str, key: &str, max: usize) -> Option<String> {
         let field = join(path, key);
         match map.get(key) {
             None | Some(Value::Null) => {
@@ -112,23 +96,13 @@ impl Checker {
         }
     }
 
-    fn integer(
-        &mut self,
-        map: &Map<String, Value>,
-        path: &str,
-        key: &str,
-        min: u64,
-        max: u64,
-    ) -> Option<u64> {
+    fn integer(&mut self, map: &Map<String, Value>, path: &str, key: &str, min: u64, max: u64) -> Option<u64> {
         let field = join(path, key);
         match map.get(key) {
             None | Some(Value::Null) => self.fail(&field, "is required"),
             Some(v) => match v.as_u64() {
                 Some(n) if (min..=max).contains(&n) => return Some(n),
-                _ if v.is_number() => self.fail(
-                    &field,
-                    format!("must be a whole number from {min} to {max}"),
-                ),
+                _ if v.is_number() => self.fail(&field, format!("must be a whole number from {min} to {max}")),
                 _ => self.fail(&field, "must be a number"),
             },
         }
@@ -137,16 +111,11 @@ impl Checker {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 fn valid_sku(sku: &str) -> bool {
-    sku.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    sku.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Checks a parsed body; `Err` lists every problem found.
@@ -174,29 +143,21 @@ pub fn validate_new_order(body: &Value) -> Result<NewOrder, Vec<FieldError>> {
         Some(Value::Array(list)) => {
             for (i, value) in list.iter().enumerate() {
                 let path = format!("items[{i}]");
-                let Some(item) = c.object(value, &path, &["sku", "quantity", "unit_price_minor"])
-                else {
+                let Some(item) = c.object(value, &path, &["sku", "quantity", "unit_price_minor"]) else {
                     continue;
                 };
                 let sku = c.text(item, &path, "sku", MAX_SKU_LEN).and_then(|sku| {
                     if valid_sku(&sku) {
                         Some(sku)
                     } else {
-                        c.fail(
-                            &join(&path, "sku"),
-                            "may contain only letters, digits, '.', '_' and '-'",
-                        );
+                        c.fail(&join(&path, "sku"), "may contain only letters, digits, '.', '_' and '-'");
                         None
                     }
                 });
                 let quantity = c.integer(item, &path, "quantity", 1, MAX_QUANTITY);
                 let price = c.integer(item, &path, "unit_price_minor", 0, MAX_UNIT_PRICE_MINOR);
                 if let (Some(sku), Some(quantity), Some(price)) = (sku, quantity, price) {
-                    items.push(LineItem {
-                        sku,
-                        quantity: quantity as u32,
-                        unit_price_minor: price as i64,
-                    });
+                    items.push(LineItem { sku, quantity: quantity as u32, unit_price_minor: price as i64 });
                 }
             }
         }
@@ -208,18 +169,12 @@ pub fn validate_new_order(body: &Value) -> Result<NewOrder, Vec<FieldError>> {
         None | Some(Value::Null) => c.fail("shipping_address", "is required"),
         Some(value) => {
             let path = "shipping_address";
-            if let Some(a) = c.object(
-                value,
-                path,
-                &["name", "line1", "line2", "city", "postal_code", "country"],
-            ) {
+            if let Some(a) = c.object(value, path, &["name", "line1", "line2", "city", "postal_code", "country"]) {
                 let name = c.text(a, path, "name", MAX_TEXT_LEN);
                 let line1 = c.text(a, path, "line1", MAX_TEXT_LEN);
                 let line2 = match a.get("line2") {
                     None | Some(Value::Null) => Some(None),
-                    Some(v) => c
-                        .text_value(v, "shipping_address.line2", MAX_TEXT_LEN)
-                        .map(Some),
+                    Some(v) => c.text_value(v, "shipping_address.line2", MAX_TEXT_LEN).map(Some),
                 };
                 let city = c.text(a, path, "city", MAX_TEXT_LEN);
                 let postal_code = c.text(a, path, "postal_code", MAX_TEXT_LEN);
@@ -227,41 +182,21 @@ pub fn validate_new_order(body: &Value) -> Result<NewOrder, Vec<FieldError>> {
                     if iso::is_country(&code) {
                         Some(code)
                     } else {
-                        c.fail(
-                            "shipping_address.country",
-                            "must be an ISO 3166-1 alpha-2 country code, e.g. GB",
-                        );
+                        c.fail("shipping_address.country", "must be an ISO 3166-1 alpha-2 country code, e.g. GB");
                         None
                     }
                 });
-                if let (
-                    Some(name),
-                    Some(line1),
-                    Some(line2),
-                    Some(city),
-                    Some(postal_code),
-                    Some(country),
-                ) = (name, line1, line2, city, postal_code, country)
+                if let (Some(name), Some(line1), Some(line2), Some(city), Some(postal_code), Some(country)) =
+                    (name, line1, line2, city, postal_code, country)
                 {
-                    address = Some(Address {
-                        name,
-                        line1,
-                        line2,
-                        city,
-                        postal_code,
-                        country,
-                    });
+                    address = Some(Address { name, line1, line2, city, postal_code, country });
                 }
             }
         }
     }
 
     match (currency, address, c.errors.is_empty()) {
-        (Some(currency), Some(shipping_address), true) => Ok(NewOrder {
-            currency,
-            items,
-            shipping_address,
-        }),
+        (Some(currency), Some(shipping_address), true) => Ok(NewOrder { currency, items, shipping_address }),
         _ => Err(c.errors),
     }
 }
@@ -281,11 +216,7 @@ mod tests {
     }
 
     fn fields(body: Value) -> Vec<String> {
-        validate_new_order(&body)
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
+        validate_new_order(&body).unwrap_err().into_iter().map(|e| e.field).collect()
     }
 
     #[test]
@@ -299,10 +230,7 @@ mod tests {
     fn trims_text() {
         let mut body = valid();
         body["shipping_address"]["city"] = json!("  London  ");
-        assert_eq!(
-            validate_new_order(&body).unwrap().shipping_address.city,
-            "London"
-        );
+        assert_eq!(validate_new_order(&body).unwrap().shipping_address.city, "London");
     }
 
     #[test]
@@ -341,21 +269,13 @@ mod tests {
         let mut body = valid();
         body["items"] = json!([]);
         assert_eq!(fields(body.clone()), ["items"]);
-        body["items"] = Value::Array(vec![
-            json!({"sku": "A", "quantity": 1, "unit_price_minor": 1});
-            101
-        ]);
+        body["items"] = Value::Array(vec![json!({"sku": "A", "quantity": 1, "unit_price_minor": 1}); 101]);
         assert_eq!(fields(body.clone()), ["items"]);
-        body["items"] = Value::Array(vec![
-            json!({"sku": "A", "quantity": 1, "unit_price_minor": 1});
-            100
-        ]);
+        body["items"] = Value::Array(vec![json!({"sku": "A", "quantity": 1, "unit_price_minor": 1}); 100]);
         assert!(validate_new_order(&body).is_ok());
-        body["items"] =
-            json!([{"sku": "S".repeat(65), "quantity": 999, "unit_price_minor": 100000000}]);
+        body["items"] = json!([{"sku": "S".repeat(65), "quantity": 999, "unit_price_minor": 100000000}]);
         assert_eq!(fields(body.clone()), ["items[0].sku"]);
-        body["items"] =
-            json!([{"sku": "S".repeat(64), "quantity": 999, "unit_price_minor": 100000000}]);
+        body["items"] = json!([{"sku": "S".repeat(64), "quantity": 999, "unit_price_minor": 100000000}]);
         assert!(validate_new_order(&body).is_ok());
     }
 

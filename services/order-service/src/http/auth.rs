@@ -22,9 +22,7 @@ use super::AppState;
 use crate::auth::clients;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(issue_token))
-        .routes(routes!(jwks))
+    OpenApiRouter::new().routes(routes!(issue_token)).routes(routes!(jwks))
 }
 
 /// A successful token response (RFC 6749 section 5.1).
@@ -52,21 +50,13 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            error,
-            error_description: description.into(),
-            status,
-        }
+        Self { error, error_description: description.into(), status }
     }
     fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
     fn invalid_client() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Client authentication failed.",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.")
     }
 }
 
@@ -103,18 +93,11 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::invalid_client());
     }
-    let decoded = STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| OAuthError::invalid_client())?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| OAuthError::invalid_client())?;
     let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
     let unescape = |s: &str| {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
     Ok(Some((unescape(id), unescape(secret))))
 }
@@ -124,9 +107,7 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let mut form = HashMap::new();
     for (key, value) in form_urlencoded::parse(body) {
         if form.insert(key.to_string(), value.into_owned()).is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {key} is repeated"
-            )));
+            return Err(OAuthError::invalid_request(format!("parameter {key} is repeated")));
         }
     }
     Ok(form)
@@ -152,26 +133,16 @@ pub async fn issue_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Err(OAuthError::invalid_request(
-            "The body must be application/x-www-form-urlencoded.",
-        ));
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request("The body must be application/x-www-form-urlencoded."));
     }
     let mut form = parse_form(&body)?;
     let from_basic = basic_credentials(&headers)?;
     let from_form = (form.remove("client_id"), form.remove("client_secret"));
     let (client_id, secret) = match (from_basic, from_form) {
         (Some(_), (Some(_), _) | (_, Some(_))) => {
-            return Err(OAuthError::invalid_request(
-                "Use one client authentication method, not both.",
-            ));
+            return Err(OAuthError::invalid_request("Use one client authentication method, not both."));
         }
         (Some(pair), _) => pair,
         (None, (Some(id), Some(secret))) => (id, secret),
@@ -194,23 +165,11 @@ pub async fn issue_token(
 
     let client = clients::find(&state.db, &client_id).await.map_err(|e| {
         tracing::error!(error = %e, "client lookup failed");
-        OAuthError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "Try again shortly.",
-        )
+        OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "Try again shortly.")
     })?;
     // Check a hash even for unknown ids, so timing does not reveal which ids exist.
-    let hash = client
-        .as_ref()
-        .map(|c| c.secret_hash.clone())
-        .unwrap_or_else(|| clients::decoy_hash().to_owned());
-    let permit = state
-        .hash_limiter
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("semaphore is never closed");
+    let hash = client.as_ref().map(|c| c.secret_hash.clone()).unwrap_or_else(|| clients::decoy_hash().to_owned());
+    let permit = state.hash_limiter.clone().acquire_owned().await.expect("semaphore is never closed");
     let matches = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         clients::verify_secret(&hash, &secret)
@@ -221,23 +180,16 @@ pub async fn issue_token(
         Some(c) if matches => c,
         _ => {
             tracing::info!("client authentication failed");
-            metrics::counter!("auth_token_failures_total", "reason" => "invalid_client")
-                .increment(1);
+            metrics::counter!("auth_token_failures_total", "reason" => "invalid_client").increment(1);
             return Err(OAuthError::invalid_client());
         }
     };
 
-    let scope = match form
-        .get("scope")
-        .map(|s| s.split_whitespace().collect::<Vec<_>>())
-    {
+    let scope = match form.get("scope").map(|s| s.split_whitespace().collect::<Vec<_>>()) {
         None => client.scopes.join(" "),
         Some(requested) if requested.is_empty() => client.scopes.join(" "),
         Some(requested) => {
-            if let Some(bad) = requested
-                .iter()
-                .find(|s| !client.scopes.iter().any(|c| c == *s))
-            {
+            if let Some(bad) = requested.iter().find(|s| !client.scopes.iter().any(|c| c == *s)) {
                 return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_scope",
@@ -248,19 +200,9 @@ pub async fn issue_token(
         }
     };
 
-    let (access_token, _) = state.keys.issue(
-        &client.client_id,
-        client.customer_id,
-        &scope,
-        state.token_ttl,
-    );
+    let (access_token, _) = state.keys.issue(&client.client_id, client.customer_id, &scope, state.token_ttl);
     metrics::counter!("auth_tokens_issued_total").increment(1);
-    let body = TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: state.token_ttl.as_secs(),
-        scope,
-    };
+    let body = TokenResponse { access_token, token_type: "Bearer", expires_in: state.token_ttl.as_secs(), scope };
     Ok((no_store(), Json(body)).into_response())
 }
 
@@ -268,12 +210,6 @@ pub async fn issue_token(
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "JWK Set", content_type = "application/json", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
-        )],
-        Json(state.keys.jwks()),
-    )
+    ([(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))], Json(state.keys.jwks()))
         .into_response()
 }

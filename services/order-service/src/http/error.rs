@@ -40,9 +40,9 @@ pub enum ApiError {
 fn bearer_challenge(error: Option<(&str, &str)>) -> HeaderValue {
     let value = match error {
         None => r#"Bearer realm="orderflow""#.to_owned(),
-        Some((code, description)) => format!(
-            r#"Bearer realm="orderflow", error="{code}", error_description="{description}""#
-        ),
+        Some((code, description)) => {
+            format!(r#"Bearer realm="orderflow", error="{code}", error_description="{description}""#)
+        }
     };
     HeaderValue::from_str(&value).expect("static challenge text is a valid header")
 }
@@ -50,64 +50,41 @@ fn bearer_challenge(error: Option<(&str, &str)>) -> HeaderValue {
 impl ApiError {
     pub fn problem(&self) -> Problem {
         match self {
-            ApiError::MissingToken => {
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                    .with_detail("This endpoint needs a Bearer access token from POST /auth/token.")
-                    .with_header(header::WWW_AUTHENTICATE, bearer_challenge(None))
-            }
-            ApiError::InvalidToken(why) => {
-                Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token")
-                    .with_detail(format!("{why}."))
+            ApiError::MissingToken => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .with_detail("This endpoint needs a Bearer access token from POST /auth/token.")
+                .with_header(header::WWW_AUTHENTICATE, bearer_challenge(None)),
+            ApiError::InvalidToken(why) => Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token")
+                .with_detail(format!("{why}."))
+                .with_header(header::WWW_AUTHENTICATE, bearer_challenge(Some(("invalid_token", &why.to_string())))),
+            ApiError::MissingScope(scope) => {
+                Problem::new(StatusCode::FORBIDDEN, "insufficient-scope", "Insufficient scope")
+                    .with_detail(format!("This request needs the {scope} scope."))
                     .with_header(
                         header::WWW_AUTHENTICATE,
-                        bearer_challenge(Some(("invalid_token", &why.to_string()))),
+                        HeaderValue::from_str(&format!(
+                            r#"Bearer realm="orderflow", error="insufficient_scope", scope="{scope}""#
+                        ))
+                        .expect("scope names are valid header text"),
                     )
             }
-            ApiError::MissingScope(scope) => Problem::new(
-                StatusCode::FORBIDDEN,
-                "insufficient-scope",
-                "Insufficient scope",
-            )
-            .with_detail(format!("This request needs the {scope} scope."))
-            .with_header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_str(&format!(
-                    r#"Bearer realm="orderflow", error="insufficient_scope", scope="{scope}""#
-                ))
-                .expect("scope names are valid header text"),
-            ),
-            ApiError::NotFound => {
-                Problem::not_found("No order with this id exists for this customer.")
-            }
+            ApiError::NotFound => Problem::not_found("No order with this id exists for this customer."),
             ApiError::BadRequest(detail) => Problem::bad_request(detail.clone()),
-            ApiError::TooLarge(limit) => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Payload Too Large",
-            )
-            .with_detail(format!("The request body may be at most {limit} bytes.")),
-            ApiError::UnsupportedMediaType => Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported Media Type",
-            )
-            .with_detail("Send the body as application/json."),
+            ApiError::TooLarge(limit) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload Too Large")
+                .with_detail(format!("The request body may be at most {limit} bytes.")),
+            ApiError::UnsupportedMediaType => {
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported Media Type")
+                    .with_detail("Send the body as application/json.")
+            }
             ApiError::Validation(errors) => Problem::validation(errors.clone()),
-            ApiError::IdempotencyInFlight => Problem::new(
-                StatusCode::CONFLICT,
-                "idempotency-in-flight",
-                "Request in flight",
-            )
-            .with_detail(
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
-            ApiError::IdempotencyMismatch => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-mismatch",
-                "Idempotency-Key reused",
-            )
-            .with_detail("This Idempotency-Key was already used with a different request body."),
+            ApiError::IdempotencyInFlight => {
+                Problem::new(StatusCode::CONFLICT, "idempotency-in-flight", "Request in flight")
+                    .with_detail("A request with this Idempotency-Key is still being processed; retry shortly.")
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            }
+            ApiError::IdempotencyMismatch => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-mismatch", "Idempotency-Key reused")
+                    .with_detail("This Idempotency-Key was already used with a different request body.")
+            }
             ApiError::Database(sqlx::Error::PoolTimedOut) => {
                 Problem::unavailable("The service is overloaded; retry shortly.")
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))

@@ -13,11 +13,7 @@ pub struct AuthUser(pub Claims);
 impl AuthUser {
     /// `Ok` if the token carries `scope`, else 403.
     pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
-        if self.0.has_scope(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::MissingScope(scope))
-        }
+        if self.0.has_scope(scope) { Ok(()) } else { Err(ApiError::MissingScope(scope)) }
     }
 
     pub fn customer_id(&self) -> uuid::Uuid {
@@ -28,20 +24,10 @@ impl AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::MissingToken)?;
-        let value = header
-            .to_str()
-            .map_err(|_| crate::auth::TokenError::Malformed)?;
-        let (scheme, token) = value
-            .split_once(' ')
-            .ok_or(crate::auth::TokenError::Malformed)?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::MissingToken)?;
+        let value = header.to_str().map_err(|_| crate::auth::TokenError::Malformed)?;
+        let (scheme, token) = value.split_once(' ').ok_or(crate::auth::TokenError::Malformed)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(ApiError::MissingToken);
         }

@@ -34,7 +34,10 @@ pub struct AppState {
     pub orders_queue: String,
     /// Bounds concurrent argon2 checks (CPU and ~19 MiB each).
     pub hash_limiter: Arc<Semaphore>,
-    pub readiness: health::Readiness,
+    /// Used by `/readyz` to check SQS.
+    pub publisher: messaging::Publisher,
+    /// Cleared when shutdown begins; `/readyz` then answers 503.
+    pub accepting: web::Accepting,
     pub metrics: telemetry::Metrics,
 }
 
@@ -53,12 +56,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -71,12 +69,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(health::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
-    let router = api
-        .route(
-            "/openapi.json",
-            get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
-        .with_state(state);
+    let router =
+        api.route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) })).with_state(state);
     web::layered(router, request_timeout)
 }
 
@@ -87,7 +81,5 @@ pub fn openapi_json() -> String {
         .merge(orders::router())
         .merge(health::router())
         .split_for_parts();
-    openapi
-        .to_pretty_json()
-        .expect("OpenAPI document serialises")
+    openapi.to_pretty_json().expect("OpenAPI document serialises")
 }

@@ -23,9 +23,7 @@ use web::FieldError;
 use super::{AppState, error::ApiError, extract::AuthUser};
 use crate::{
     auth::{SCOPE_READ, SCOPE_WRITE},
-    domain::{
-        HistoryEntry, NewOrder, Order, OrderStatus, Shipment, order::OrderPage, validate_new_order,
-    },
+    domain::{HistoryEntry, NewOrder, Order, OrderStatus, Shipment, order::OrderPage, validate_new_order},
     idempotency::Claim,
     storage::orders::{self, IdempotencyRecord, Placed, StoredResponse, hex},
 };
@@ -36,9 +34,7 @@ const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_order, list_orders))
-        .routes(routes!(get_order))
+    OpenApiRouter::new().routes(routes!(create_order, list_orders)).routes(routes!(get_order))
 }
 
 /// The `Idempotency-Key` header, checked: 1..=255 printable ASCII characters.
@@ -48,9 +44,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     };
     let bytes = value.as_bytes();
     if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
-        return Err(ApiError::BadRequest(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters.".into(),
-        ));
+        return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.".into()));
     }
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
@@ -65,28 +59,21 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<serde_json::Value, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::TooLarge(MAX_BODY_BYTES));
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::TooLarge(MAX_BODY_BYTES))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("The body is not valid JSON: {e}.")))
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::TooLarge(MAX_BODY_BYTES))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("The body is not valid JSON: {e}.")))
 }
 
 fn created_response(stored: &StoredResponse, replayed: bool) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);
-    let location = HeaderValue::from_str(&format!("/orders/{}", stored.order_id))
-        .expect("uuid paths are valid headers");
+    let location =
+        HeaderValue::from_str(&format!("/orders/{}", stored.order_id)).expect("uuid paths are valid headers");
     let mut response = (status, [(header::LOCATION, location)], Json(&stored.body)).into_response();
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
 }
@@ -136,9 +123,7 @@ pub async fn create_order(
     // fingerprint acts as a key for the double-submit window.
     let (key, ttl) = match &explicit_key {
         Some(k) => (Some(format!("k:{k}")), state.idempotency_ttl),
-        None if !state.duplicate_window.is_zero() => {
-            (Some(format!("f:{hash_hex}")), state.duplicate_window)
-        }
+        None if !state.duplicate_window.is_zero() => (Some(format!("f:{hash_hex}")), state.duplicate_window),
         None => (None, state.duplicate_window),
     };
 
@@ -197,21 +182,14 @@ pub async fn create_order(
             state.outbox.wake();
             metrics::counter!("orders_created_total").increment(1);
             tracing::info!(event_id = %message.event_id, total_minor = order.total_minor, "order placed");
-            StoredResponse {
-                request_hash: hash_hex,
-                order_id: order.id,
-                status: 201,
-                body,
-            }
+            StoredResponse { request_hash: hash_hex, order_id: order.id, status: 201, body }
         }
         Ok(Placed::KeyTaken(stored)) => {
             if stored.request_hash != hash_hex {
                 return Err(ApiError::IdempotencyMismatch);
             }
             if let Some(key) = &key {
-                state
-                    .idempotency
-                    .complete(customer_id, key, stored.clone(), ttl);
+                state.idempotency.complete(customer_id, key, stored.clone(), ttl);
             }
             return Ok(created_response(&stored, true));
         }
@@ -223,19 +201,12 @@ pub async fn create_order(
         }
     };
     if let Some(key) = &key {
-        state
-            .idempotency
-            .complete(customer_id, key, stored.clone(), ttl);
+        state.idempotency.complete(customer_id, key, stored.clone(), ttl);
     }
     Ok(created_response(&stored, false))
 }
 
-fn new_order_record(
-    id: Uuid,
-    customer_id: Uuid,
-    new: &NewOrder,
-    now: chrono::DateTime<Utc>,
-) -> Order {
+fn new_order_record(id: Uuid, customer_id: Uuid, new: &NewOrder, now: chrono::DateTime<Utc>) -> Order {
     Order {
         id,
         customer_id,
@@ -245,10 +216,7 @@ fn new_order_record(
         total_minor: new.total_minor(),
         shipping_address: new.shipping_address.clone(),
         shipment: Shipment::default(),
-        history: vec![HistoryEntry {
-            status: OrderStatus::PendingShipment,
-            at: now,
-        }],
+        history: vec![HistoryEntry { status: OrderStatus::PendingShipment, at: now }],
         created_at: now,
         updated_at: now,
     }
@@ -286,10 +254,7 @@ pub async fn get_order(
 ) -> Result<Json<Order>, ApiError> {
     user.require(SCOPE_READ)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    orders::get(&state.db, user.customer_id(), id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+    orders::get(&state.db, user.customer_id(), id).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// List the caller's orders, newest first.
@@ -321,17 +286,11 @@ pub async fn list_orders(
         match key.as_ref() {
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_PAGE).contains(&n) => limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE}"),
-                )),
+                _ => errors.push(FieldError::new("limit", format!("must be a whole number from 1 to {MAX_PAGE}"))),
             },
             "cursor" => match decode_cursor(&value) {
                 Some(id) => before = Some(id),
-                None => errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor this API returned",
-                )),
+                None => errors.push(FieldError::new("cursor", "is not a cursor this API returned")),
             },
             other => errors.push(FieldError::new(other, "unknown query parameter")),
         }

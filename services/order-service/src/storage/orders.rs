@@ -122,14 +122,12 @@ pub async fn find_idempotent(
     .bind(key)
     .fetch_optional(pool)
     .await?;
-    Ok(
-        row.map(|(hash, order_id, status, Json(body))| StoredResponse {
-            request_hash: hex(&hash),
-            order_id,
-            status: status as u16,
-            body,
-        }),
-    )
+    Ok(row.map(|(hash, order_id, status, Json(body))| StoredResponse {
+        request_hash: hex(&hash),
+        order_id,
+        status: status as u16,
+        body,
+    }))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -162,10 +160,7 @@ impl From<OrderRow> for Order {
             items: r.items.0,
             total_minor: r.total_minor,
             shipping_address: r.shipping_address.0,
-            shipment: Shipment {
-                carrier: r.carrier,
-                tracking_number: r.tracking_number,
-            },
+            shipment: Shipment { carrier: r.carrier, tracking_number: r.tracking_number },
             history: r.history.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -183,13 +178,12 @@ const SELECT_ORDER: &str = r#"
 /// One order of `customer_id`; another customer's order is `None`, like a missing one.
 #[tracing::instrument(name = "db.get_order", skip(pool), fields(db.system = "postgresql"))]
 pub async fn get(pool: &PgPool, customer_id: Uuid, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_ORDER} WHERE o.id = $1 AND o.customer_id = $2"
-    )))
-    .bind(id)
-    .bind(customer_id)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<OrderRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ORDER} WHERE o.id = $1 AND o.customer_id = $2")))
+            .bind(id)
+            .bind(customer_id)
+            .fetch_optional(pool)
+            .await?;
     Ok(row.map(Order::from))
 }
 

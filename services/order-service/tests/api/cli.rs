@@ -17,29 +17,15 @@ async fn clients_create_prints_the_secret_once_and_stores_only_its_hash() {
     let app = spawn_app().await;
     let customer = uuid::Uuid::now_v7();
     let output = order_service()
-        .args([
-            "clients",
-            "create",
-            "--customer-id",
-            &customer.to_string(),
-            "--scope",
-            "orders:read orders:write",
-        ])
+        .args(["clients", "create", "--customer-id", &customer.to_string(), "--scope", "orders:read orders:write"])
         .env("DATABASE_URL", &app.db.url)
         .env("JWT_PRIVATE_KEY", &app.keys_pem)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let created: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let (id, secret) = (
-        created["client_id"].as_str().unwrap(),
-        created["client_secret"].as_str().unwrap(),
-    );
+    let (id, secret) = (created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap());
     assert!(secret.len() >= 32);
     let stored: String = sqlx::query_scalar("SELECT secret_hash FROM clients WHERE client_id = $1")
         .bind(id)
@@ -49,23 +35,14 @@ async fn clients_create_prints_the_secret_once_and_stores_only_its_hash() {
     assert!(stored.starts_with("$argon2id$") && !stored.contains(secret));
 
     // The printed credentials work.
-    let resp = app
-        .token_request(&[("grant_type", "client_credentials")], Some((id, secret)))
-        .await;
+    let resp = app.token_request(&[("grant_type", "client_credentials")], Some((id, secret))).await;
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
     let token: Value = resp.json().await.unwrap();
     assert_eq!(token["scope"], "orders:read orders:write");
 
     // Creating the same id again is refused, not silently overwritten.
     let again = order_service()
-        .args([
-            "clients",
-            "create",
-            "--customer-id",
-            &customer.to_string(),
-            "--client-id",
-            id,
-        ])
+        .args(["clients", "create", "--customer-id", &customer.to_string(), "--client-id", id])
         .env("DATABASE_URL", &app.db.url)
         .env("JWT_PRIVATE_KEY", &app.keys_pem)
         .output()
@@ -86,13 +63,7 @@ fn bad_configuration_stops_start_up_and_names_each_variable() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in [
-        "HTTP_ADDR",
-        "DATABASE_MAX_CONNECTIONS",
-        "DATABASE_URL",
-        "SHUTDOWN_TIMEOUT",
-        "JWT_PRIVATE_KEY",
-    ] {
+    for name in ["HTTP_ADDR", "DATABASE_MAX_CONNECTIONS", "DATABASE_URL", "SHUTDOWN_TIMEOUT", "JWT_PRIVATE_KEY"] {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
     assert!(!stderr.contains("hunter2"), "a secret leaked: {stderr}");

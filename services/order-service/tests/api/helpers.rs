@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use order_service::{
-    Application, Settings, auth::keys::generate_private_key_pem, storage::MIGRATOR,
-};
+use order_service::{Application, Settings, auth::keys::generate_private_key_pem, storage::MIGRATOR};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestDb, TestQueues};
@@ -35,10 +33,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            env: Vec::new(),
-            relay_loop: false,
-        }
+        Self { env: Vec::new(), relay_loop: false }
     }
 }
 
@@ -68,21 +63,14 @@ pub fn base_env(db: &TestDb, queues: &TestQueues, keys_pem: &str) -> Vec<(String
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     telemetry::init_logging(telemetry::LogFormat::Pretty, "warn");
-    let db = TestDb::create(&MIGRATOR)
-        .await
-        .expect("create test database");
+    let db = TestDb::create(&MIGRATOR).await.expect("create test database");
     let mut queues = TestQueues::new().await;
     let urls = queues.create(ORDERS_QUEUE, 5).await;
     let keys_pem = generate_private_key_pem();
     let mut env = base_env(&db, &queues, &keys_pem);
     env.extend(options.env);
     let settings = Settings::from_env(settings::Env::from_pairs(env)).expect("valid test settings");
-    let app = Application::build(Settings {
-        relay_enabled: options.relay_loop,
-        ..settings
-    })
-    .await
-    .expect("build app");
+    let app = Application::build(Settings { relay_enabled: options.relay_loop, ..settings }).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let relay = app.relay();
     let stop = CancellationToken::new();
@@ -95,10 +83,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         db,
         queues,
         queue_url: urls.url,
-        http: Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        http: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         keys_pem,
         stop,
         relay,
@@ -131,22 +116,11 @@ impl TestApp {
     pub async fn create_client(&self, scope: &str) -> TestClient {
         let pool = self.db.pool().await;
         let customer_id = Uuid::now_v7();
-        let created =
-            order_service::auth::clients::create(&pool, customer_id, scope, None, None, false)
-                .await
-                .unwrap();
-        TestClient {
-            client_id: created.client_id,
-            secret: created.client_secret,
-            customer_id,
-        }
+        let created = order_service::auth::clients::create(&pool, customer_id, scope, None, None, false).await.unwrap();
+        TestClient { client_id: created.client_id, secret: created.client_secret, customer_id }
     }
 
-    pub async fn token_request(
-        &self,
-        form: &[(&str, &str)],
-        basic: Option<(&str, &str)>,
-    ) -> Response {
+    pub async fn token_request(&self, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> Response {
         let mut req = self.http.post(self.url("/auth/token")).form(form);
         if let Some((id, secret)) = basic {
             req = req.basic_auth(id, Some(secret));
@@ -162,10 +136,7 @@ impl TestApp {
     pub async fn customer_with_scope(&self, scope: &str) -> (String, TestClient) {
         let client = self.create_client(scope).await;
         let resp = self
-            .token_request(
-                &[("grant_type", "client_credentials")],
-                Some((&client.client_id, &client.secret)),
-            )
+            .token_request(&[("grant_type", "client_credentials")], Some((&client.client_id, &client.secret)))
             .await;
         assert_eq!(resp.status(), StatusCode::OK);
         let body: Value = resp.json().await.unwrap();
@@ -173,11 +144,7 @@ impl TestApp {
     }
 
     pub async fn post_order(&self, token: &str, body: &Value, key: Option<&str>) -> Response {
-        let mut req = self
-            .http
-            .post(self.url("/orders"))
-            .bearer_auth(token)
-            .json(body);
+        let mut req = self.http.post(self.url("/orders")).bearer_auth(token).json(body);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
         }
@@ -185,12 +152,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
     }
 
     /// Drives the outbox relay until it has nothing left (no sleeps).
@@ -213,17 +175,12 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&self.db.pool().await)
-            .await
-            .unwrap()
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&self.db.pool().await).await.unwrap()
     }
 
     /// Receives (and deletes) messages from the test's orders queue.
     pub async fn receive(&self, want: usize) -> Vec<aws_sdk_sqs::types::Message> {
-        self.queues
-            .drain(&self.queue_url, want, Duration::from_secs(10))
-            .await
+        self.queues.drain(&self.queue_url, want, Duration::from_secs(10)).await
     }
 }
 

@@ -41,18 +41,9 @@ async fn a_retry_with_the_same_key_gets_the_stored_response_and_no_second_order(
     assert_eq!(app.outbox_rows().await, 1, "one event only");
 
     // The same key with another body is refused and creates nothing.
-    let p = problem(
-        app.post_order(&token, &other_order(), Some("order-42"))
-            .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(
-        p["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("idempotency-mismatch")
-    );
+    let p =
+        problem(app.post_order(&token, &other_order(), Some("order-42")).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(p["type"].as_str().unwrap().ends_with("idempotency-mismatch"));
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
 }
 
@@ -61,18 +52,8 @@ async fn keys_belong_to_one_customer() {
     let app = spawn_app().await;
     let (alice, _) = app.customer().await;
     let (bob, _) = app.customer().await;
-    let a: Value = app
-        .post_order(&alice, &valid_order(), Some("shared-key"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let b: Value = app
-        .post_order(&bob, &valid_order(), Some("shared-key"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = app.post_order(&alice, &valid_order(), Some("shared-key")).await.json().await.unwrap();
+    let b: Value = app.post_order(&bob, &valid_order(), Some("shared-key")).await.json().await.unwrap();
     assert_ne!(a["id"], b["id"]);
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
 }
@@ -82,35 +63,17 @@ async fn a_request_still_in_flight_is_409_and_a_different_body_422() {
     let app = spawn_app().await;
     let (token, client) = app.customer().await;
     // Play a first request that has claimed the key and not finished.
-    let hash: String = validate_new_order(&valid_order())
-        .unwrap()
-        .fingerprint()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut redis = redis::Client::open(testkit::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let hash: String =
+        validate_new_order(&valid_order()).unwrap().fingerprint().iter().map(|b| format!("{b:02x}")).collect();
+    let mut redis =
+        redis::Client::open(testkit::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}:idem:{}:k:slow", app.queues.prefix, client.customer_id);
-    let _: () = redis
-        .set_ex(
-            &key,
-            json!({"state": "pending", "request_hash": hash}).to_string(),
-            30,
-        )
-        .await
-        .unwrap();
+    let _: () = redis.set_ex(&key, json!({"state": "pending", "request_hash": hash}).to_string(), 30).await.unwrap();
 
     let resp = app.post_order(&token, &valid_order(), Some("slow")).await;
     assert_eq!(resp.headers()["retry-after"], "1");
     problem(resp, StatusCode::CONFLICT).await;
-    problem(
-        app.post_order(&token, &other_order(), Some("slow")).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    problem(app.post_order(&token, &other_order(), Some("slow")).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
 }
 
@@ -135,11 +98,8 @@ async fn concurrent_requests_with_one_key_make_one_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_double_submit_without_a_key_returns_the_first_order_within_the_window() {
-    let app = spawn_app_with(Options {
-        env: vec![("DUPLICATE_WINDOW".into(), "1s".into())],
-        ..Default::default()
-    })
-    .await;
+    let app =
+        spawn_app_with(Options { env: vec![("DUPLICATE_WINDOW".into(), "1s".into())], ..Default::default() }).await;
     let (token, _) = app.customer().await;
     let first = assert_replays(&app, &token, None).await;
     // Key order and item order do not make a different order.
@@ -148,133 +108,63 @@ async fn a_double_submit_without_a_key_returns_the_first_order_within_the_window
         "items": valid_order()["items"].clone(),
         "currency": "EUR"
     });
-    let same: Value = app
-        .post_order(&token, &reordered, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let same: Value = app.post_order(&token, &reordered, None).await.json().await.unwrap();
     assert_eq!(same["id"], first["id"]);
     // A different order is a different order.
-    let other: Value = app
-        .post_order(&token, &other_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other: Value = app.post_order(&token, &other_order(), None).await.json().await.unwrap();
     assert_ne!(other["id"], first["id"]);
     // After the window the same body is a new order.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let later: Value = app
-        .post_order(&token, &valid_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let later: Value = app.post_order(&token, &valid_order(), None).await.json().await.unwrap();
     assert_ne!(later["id"], first["id"]);
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_can_be_disabled() {
-    let app = spawn_app_with(Options {
-        env: vec![("DUPLICATE_WINDOW".into(), "0s".into())],
-        ..Default::default()
-    })
-    .await;
+    let app =
+        spawn_app_with(Options { env: vec![("DUPLICATE_WINDOW".into(), "0s".into())], ..Default::default() }).await;
     let (token, _) = app.customer().await;
     for _ in 0..2 {
-        assert_eq!(
-            app.post_order(&token, &valid_order(), None).await.status(),
-            StatusCode::CREATED
-        );
+        assert_eq!(app.post_order(&token, &valid_order(), None).await.status(), StatusCode::CREATED);
     }
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_unreachable_orders_are_accepted_and_stay_idempotent() {
-    let app = spawn_app_with(Options {
-        env: vec![("REDIS_URL".into(), "redis://127.0.0.1:1".into())],
-        ..Default::default()
-    })
-    .await;
+    let app =
+        spawn_app_with(Options { env: vec![("REDIS_URL".into(), "redis://127.0.0.1:1".into())], ..Default::default() })
+            .await;
     let (token, _) = app.customer().await;
     assert_replays(&app, &token, Some("k1")).await;
-    problem(
-        app.post_order(&token, &other_order(), Some("k1")).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    problem(app.post_order(&token, &other_order(), Some("k1")).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_replays(&app, &token, None).await;
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "degraded");
-    assert_eq!(ready["redis"]["status"], "down");
+    assert_eq!(ready["checks"]["redis"]["status"], "down");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_stopped_mid_run_keys_are_still_honoured() {
     let mut redis = RedisServer::start().await;
-    let app = spawn_app_with(Options {
-        env: vec![("REDIS_URL".into(), redis.url())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { env: vec![("REDIS_URL".into(), redis.url())], ..Default::default() }).await;
     let (token, _) = app.customer().await;
-    let first: Value = app
-        .post_order(&token, &valid_order(), Some("before-outage"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.post_order(&token, &valid_order(), Some("before-outage")).await.json().await.unwrap();
 
     redis.stop().await;
-    let retry = app
-        .post_order(&token, &valid_order(), Some("before-outage"))
-        .await;
+    let retry = app.post_order(&token, &valid_order(), Some("before-outage")).await;
     assert_eq!(retry.status(), StatusCode::CREATED);
-    assert_eq!(
-        retry.json::<Value>().await.unwrap()["id"],
-        first["id"],
-        "replayed from PostgreSQL"
-    );
-    problem(
-        app.post_order(&token, &other_order(), Some("before-outage"))
-            .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    assert_eq!(retry.json::<Value>().await.unwrap()["id"], first["id"], "replayed from PostgreSQL");
+    problem(app.post_order(&token, &other_order(), Some("before-outage")).await, StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     assert_replays(&app, &token, Some("during-outage")).await;
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "degraded");
 
     redis.restart().await;
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_replays(&app, &token, Some("after-outage")).await;
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 3);

@@ -11,22 +11,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::Proxy;
 
-use crate::helpers::{
-    ORDERS_QUEUE, Options, TestApp, base_env, spawn_app, spawn_app_with, valid_order,
-};
+use crate::helpers::{ORDERS_QUEUE, Options, TestApp, base_env, spawn_app, spawn_app_with, valid_order};
 
 fn attr(m: &aws_sdk_sqs::types::Message, name: &str) -> Option<String> {
-    m.message_attributes
-        .as_ref()?
-        .get(name)?
-        .string_value
-        .clone()
+    m.message_attributes.as_ref()?.get(name)?.string_value.clone()
 }
 
-fn sys_attr(
-    m: &aws_sdk_sqs::types::Message,
-    name: aws_sdk_sqs::types::MessageSystemAttributeName,
-) -> Option<String> {
+fn sys_attr(m: &aws_sdk_sqs::types::Message, name: aws_sdk_sqs::types::MessageSystemAttributeName) -> Option<String> {
     m.attributes.as_ref()?.get(&name).cloned()
 }
 
@@ -38,12 +29,7 @@ async fn place_orders(app: &TestApp, token: &str, tag: &str, n: usize) -> Vec<St
         body["items"][0]["sku"] = json!(format!("{tag}-{i}"));
         let resp = app.post_order(token, &body, None).await;
         assert_eq!(resp.status(), StatusCode::CREATED);
-        ids.push(
-            resp.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
     ids
 }
@@ -52,10 +38,7 @@ fn order_ids(messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
     messages
         .iter()
         .map(|m| {
-            serde_json::from_str::<Value>(m.body.as_deref().unwrap()).unwrap()["order_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            serde_json::from_str::<Value>(m.body.as_deref().unwrap()).unwrap()["order_id"].as_str().unwrap().to_owned()
         })
         .collect()
 }
@@ -64,17 +47,8 @@ fn order_ids(messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
 async fn an_order_created_event_reaches_the_queue_with_the_contract_shape() {
     let app = spawn_app().await;
     let (token, client) = app.customer().await;
-    let order: Value = app
-        .post_order(&token, &valid_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        app.outbox_rows().await,
-        1,
-        "written in the order's transaction"
-    );
+    let order: Value = app.post_order(&token, &valid_order(), None).await.json().await.unwrap();
+    assert_eq!(app.outbox_rows().await, 1, "written in the order's transaction");
     assert_eq!(app.flush_outbox().await, 1);
     assert_eq!(app.outbox_rows().await, 0, "sent rows are removed");
 
@@ -87,73 +61,42 @@ async fn an_order_created_event_reaches_the_queue_with_the_contract_shape() {
     assert_eq!(body["event_version"], 1);
     assert_eq!(body["order_id"], order_id);
     assert!(chrono::DateTime::parse_from_rfc3339(body["occurred_at"].as_str().unwrap()).is_ok());
-    assert_eq!(
-        body["payload"]["customer_id"],
-        client.customer_id.to_string()
-    );
+    assert_eq!(body["payload"]["customer_id"], client.customer_id.to_string());
     assert_eq!(body["payload"]["total_minor"], 2598);
     assert_eq!(body["payload"]["currency"], "EUR");
     assert_eq!(body["payload"]["items"], order["items"]);
-    assert_eq!(
-        body["payload"]["shipping_address"],
-        order["shipping_address"]
-    );
+    assert_eq!(body["payload"]["shipping_address"], order["shipping_address"]);
     use aws_sdk_sqs::types::MessageSystemAttributeName as S;
     assert_eq!(sys_attr(m, S::MessageGroupId).as_deref(), Some(order_id));
-    assert_eq!(
-        sys_attr(m, S::MessageDeduplicationId).as_deref(),
-        body["event_id"].as_str()
-    );
+    assert_eq!(sys_attr(m, S::MessageDeduplicationId).as_deref(), body["event_id"].as_str());
     assert_eq!(attr(m, "event_type").as_deref(), Some("order-created"));
     // Decodes with the shared envelope, as consumers will.
-    assert!(matches!(
-        envelope::Event::decode(m.body.as_deref().unwrap()),
-        Ok(envelope::Event::OrderCreated(_))
-    ));
+    assert!(matches!(envelope::Event::decode(m.body.as_deref().unwrap()), Ok(envelope::Event::OrderCreated(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_wakes_at_once_when_an_order_commits() {
     // A poll interval far longer than the test: only the wake-up can publish in time.
-    let app = spawn_app_with(Options {
-        env: vec![("OUTBOX_POLL_INTERVAL".into(), "1h".into())],
-        relay_loop: true,
-    })
-    .await;
+    let app =
+        spawn_app_with(Options { env: vec![("OUTBOX_POLL_INTERVAL".into(), "1h".into())], relay_loop: true }).await;
     let (token, _) = app.customer().await;
     let ids = place_orders(&app, &token, "A", 3).await;
     let got = order_ids(&app.receive(3).await);
-    assert_eq!(
-        got.into_iter().collect::<HashSet<_>>(),
-        ids.into_iter().collect::<HashSet<_>>()
-    );
+    assert_eq!(got.into_iter().collect::<HashSet<_>>(), ids.into_iter().collect::<HashSet<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_accepted_while_sqs_is_down_and_each_event_arrives_once_after() {
-    let target = testkit::sqs_endpoint()
-        .trim_start_matches("http://")
-        .to_owned();
+    let target = testkit::sqs_endpoint().trim_start_matches("http://").to_owned();
     let proxy = Proxy::start(&target).await;
-    let app = spawn_app_with(Options {
-        env: vec![("SQS_ENDPOINT_URL".into(), proxy.http_url())],
-        relay_loop: true,
-    })
-    .await;
+    let app =
+        spawn_app_with(Options { env: vec![("SQS_ENDPOINT_URL".into(), proxy.http_url())], relay_loop: true }).await;
     let (token, _) = app.customer().await;
 
     proxy.down();
     let during = place_orders(&app, &token, "DURING", 12).await;
-    let ready: Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["sqs"]["status"], "down");
+    let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checks"]["sqs"]["status"], "down");
     assert_eq!(app.outbox_rows().await, 12, "nothing could be sent");
 
     proxy.up();
@@ -162,17 +105,9 @@ async fn orders_are_accepted_while_sqs_is_down_and_each_event_arrives_once_after
     let got = order_ids(&messages);
     let unique: HashSet<_> = got.iter().cloned().collect();
     assert_eq!(got.len(), 15, "every accepted order's event arrived");
-    assert_eq!(
-        unique,
-        during.iter().chain(&after).cloned().collect::<HashSet<_>>()
-    );
+    assert_eq!(unique, during.iter().chain(&after).cloned().collect::<HashSet<_>>());
     // And nothing more follows.
-    assert!(
-        app.queues
-            .drain(&app.queue_url, 1, Duration::from_secs(2))
-            .await
-            .is_empty()
-    );
+    assert!(app.queues.drain(&app.queue_url, 1, Duration::from_secs(2)).await.is_empty());
     assert_eq!(app.outbox_rows().await, 0);
 }
 
@@ -191,13 +126,7 @@ async fn an_entry_sqs_refuses_is_retried_alone_while_the_rest_go_out() {
         .unwrap();
 
     let relay = &app.relay;
-    assert_eq!(
-        relay.try_publish_once().await.unwrap(),
-        Outcome::Published {
-            sent: 2,
-            refused: 1
-        }
-    );
+    assert_eq!(relay.try_publish_once().await.unwrap(), Outcome::Published { sent: 2, refused: 1 });
     let (attempts, error): (i32, Option<String>) =
         sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE group_id = 'poison'")
             .fetch_one(&app.db.pool().await)
@@ -208,10 +137,7 @@ async fn an_entry_sqs_refuses_is_retried_alone_while_the_rest_go_out() {
     // Backed off: not retried at once.
     assert_eq!(relay.try_publish_once().await.unwrap(), Outcome::Idle);
     let got = order_ids(&app.receive(2).await);
-    assert_eq!(
-        got.into_iter().collect::<HashSet<_>>(),
-        good.into_iter().collect::<HashSet<_>>()
-    );
+    assert_eq!(got.into_iter().collect::<HashSet<_>>(), good.into_iter().collect::<HashSet<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,15 +166,8 @@ async fn two_relays_at_once_send_every_row_exactly_once_and_in_order_per_order()
         }
     }
     let publisher = Publisher::new(app.queues.client.clone());
-    let relays: Vec<Arc<Relay>> = (0..2)
-        .map(|_| {
-            Arc::new(Relay::new(
-                pool.clone(),
-                publisher.clone(),
-                RelayConfig::default(),
-            ))
-        })
-        .collect();
+    let relays: Vec<Arc<Relay>> =
+        (0..2).map(|_| Arc::new(Relay::new(pool.clone(), publisher.clone(), RelayConfig::default()))).collect();
     let sent = join_all(relays.iter().map(|relay| async move {
         let mut sent = 0;
         let mut idle_rounds = 0;
@@ -265,29 +184,16 @@ async fn two_relays_at_once_send_every_row_exactly_once_and_in_order_per_order()
         sent
     }))
     .await;
-    assert_eq!(
-        sent.iter().sum::<usize>(),
-        120,
-        "each row sent once: {sent:?}"
-    );
+    assert_eq!(sent.iter().sum::<usize>(), 120, "each row sent once: {sent:?}");
     assert_eq!(outbox::backlog(&pool).await.unwrap(), 0);
 
-    let messages = app
-        .queues
-        .drain(&app.queue_url, 120, Duration::from_secs(20))
-        .await;
+    let messages = app.queues.drain(&app.queue_url, 120, Duration::from_secs(20)).await;
     assert_eq!(messages.len(), 120);
     let mut last_seq = std::collections::HashMap::new();
     for m in &messages {
         let body: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
-        let prev = last_seq.insert(
-            body["group"].as_str().unwrap().to_owned(),
-            body["seq"].as_i64().unwrap(),
-        );
-        assert!(
-            prev.is_none_or(|p| p < body["seq"].as_i64().unwrap()),
-            "order within a group"
-        );
+        let prev = last_seq.insert(body["group"].as_str().unwrap().to_owned(), body["seq"].as_i64().unwrap());
+        assert!(prev.is_none_or(|p| p < body["seq"].as_i64().unwrap()), "order within a group");
     }
 }
 
@@ -297,11 +203,7 @@ async fn two_relays_at_once_send_every_row_exactly_once_and_in_order_per_order()
 async fn sigterm_under_load_loses_no_accepted_order() {
     let app = spawn_app().await; // provides the database, queue and a client
     let (_, client) = app.customer().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut env = base_env(&app.db, &app.queues, &app.keys_pem);
     env.retain(|(k, _)| k != "HTTP_ADDR");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
@@ -324,12 +226,7 @@ async fn sigterm_under_load_loses_no_accepted_order() {
             .send()
             .await
         {
-            token = Some(
-                resp.json::<Value>().await.unwrap()["access_token"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
+            token = Some(resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned());
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -344,19 +241,10 @@ async fn sigterm_under_load_loses_no_accepted_order() {
             for i in 0..400 {
                 let mut body = valid_order();
                 body["items"][0]["sku"] = json!(format!("W{w}-{i}"));
-                match http
-                    .post(format!("{base}/orders"))
-                    .bearer_auth(&token)
-                    .json(&body)
-                    .send()
-                    .await
-                {
-                    Ok(resp) if resp.status() == StatusCode::CREATED => accepted.push(
-                        resp.json::<Value>().await.unwrap()["id"]
-                            .as_str()
-                            .unwrap()
-                            .to_owned(),
-                    ),
+                match http.post(format!("{base}/orders")).bearer_auth(&token).json(&body).send().await {
+                    Ok(resp) if resp.status() == StatusCode::CREATED => {
+                        accepted.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned())
+                    }
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -367,38 +255,20 @@ async fn sigterm_under_load_loses_no_accepted_order() {
     let workers: Vec<_> = workers.collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .expect("exits within the shutdown timeout")
         .unwrap();
     assert!(status.success(), "clean exit: {status:?}");
 
-    let accepted: Vec<String> = join_all(workers)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect();
+    let accepted: Vec<String> = join_all(workers).await.into_iter().flat_map(Result::unwrap).collect();
     assert!(!accepted.is_empty(), "load ran before SIGTERM");
     assert_eq!(app.outbox_rows().await, 0, "the relay flushed before exit");
-    let got: HashSet<String> = order_ids(
-        &app.queues
-            .drain(&app.queue_url, accepted.len(), Duration::from_secs(30))
-            .await,
-    )
-    .into_iter()
-    .collect();
+    let got: HashSet<String> =
+        order_ids(&app.queues.drain(&app.queue_url, accepted.len(), Duration::from_secs(30)).await)
+            .into_iter()
+            .collect();
     let missing: Vec<_> = accepted.iter().filter(|id| !got.contains(*id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} accepted orders have no event",
-        missing.len(),
-        accepted.len()
-    );
+    assert!(missing.is_empty(), "{} of {} accepted orders have no event", missing.len(), accepted.len());
 }

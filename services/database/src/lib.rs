@@ -1,0 +1,62 @@
+//! PostgreSQL connection settings and pool construction shared by the services:
+//! the `DATABASE_*` variables, a lazily connecting pool (a service starts while
+//! its database is briefly away, and `/readyz` says so), and a bounded ping.
+//! Each service owns its migrations and queries.
+
+use std::time::Duration;
+
+use settings::{Env, ExposeSecret, SecretString};
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+/// How to reach a service's database.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// Connection string (`DATABASE_URL`); a secret, since it may hold a password.
+    pub url: SecretString,
+    /// Pool size (`DATABASE_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+    /// Apply migrations at start-up (`DATABASE_MIGRATE`).
+    pub migrate_on_start: bool,
+    /// Longest wait for a pooled connection before a request fails with 503
+    /// (`DATABASE_ACQUIRE_TIMEOUT`).
+    pub acquire_timeout: Duration,
+}
+
+impl DatabaseSettings {
+    /// Reads the `DATABASE_*` variables; `default_db` names the local database.
+    pub fn from_env(env: &mut Env, default_db: &str, default_pool: u32) -> Self {
+        let url = env
+            .secret("DATABASE_URL")
+            .unwrap_or_else(|| format!("postgres://postgres@127.0.0.1:5432/{default_db}").into());
+        if !url.expose_secret().starts_with("postgres://") && !url.expose_secret().starts_with("postgresql://") {
+            env.invalid("DATABASE_URL", "must be a postgres:// URL");
+        }
+        let max_connections = env.get("DATABASE_MAX_CONNECTIONS", default_pool);
+        if max_connections == 0 {
+            env.invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1");
+        }
+        Self {
+            url,
+            max_connections,
+            migrate_on_start: env.flag("DATABASE_MIGRATE", true),
+            acquire_timeout: env.duration("DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(3)),
+        }
+    }
+
+    /// A pool that connects on first use.
+    pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_lazy(self.url.expose_secret())
+    }
+}
+
+/// `SELECT 1` within `timeout`, for readiness probes.
+pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}

@@ -1,0 +1,382 @@
+//! The consumer loop every service uses to read a FIFO queue.
+//!
+//! One step ([`Consumer::poll_once`]) long-polls a batch, hands each message to
+//! the service's [`Handler`] and settles it by the returned [`Disposition`]:
+//! acknowledged messages are deleted in one batch call after the handler has
+//! committed its work; a retry leaves the message for redelivery after a
+//! delay; a rejected (poison) message is made visible again at once so it
+//! reaches the dead-letter queue through the redrive policy after the
+//! configured receive count, instead of being silently dropped.
+//!
+//! Ordering: messages of one group (one order) are handled one after another in
+//! queue order; different groups run concurrently. If a message of a group is
+//! not acknowledged, the later messages of that group in the batch are released
+//! untouched, so they can never overtake it.
+//!
+//! While a batch is being handled, a heartbeat extends the visibility of the
+//! messages not yet settled, so slow work is not redelivered under our feet.
+//! On shutdown no new batch is received; messages not yet started are released
+//! (visibility 0) for another consumer, and the ones in hand are finished.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aws_sdk_sqs::{
+    Client,
+    types::{
+        ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+    },
+};
+use futures::future::join_all;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// A received message, as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message_id: String,
+    pub body: String,
+    pub group_id: String,
+    /// How many times SQS has delivered it, this time included.
+    pub receive_count: u32,
+    /// String message attributes (`event_type`, `traceparent`, ...).
+    pub attributes: HashMap<String, String>,
+    receipt_handle: String,
+}
+
+/// What to do with a message after handling it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled (or a known duplicate): delete it.
+    Ack,
+    /// A transient failure: let SQS deliver it again after `after`.
+    Retry { after: Duration },
+    /// It can never be handled (garbage, unknown type): leave it to the
+    /// dead-letter queue via the redrive policy.
+    Reject { reason: String },
+}
+
+/// A service's message handler.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one message. Commit any effect before returning [`Disposition::Ack`].
+    fn handle(&self, message: &Received) -> impl Future<Output = Disposition> + Send;
+}
+
+/// Tuning of a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Queue name (not URL).
+    pub queue: String,
+    /// Long-poll wait, at most 20 s.
+    pub wait_time: Duration,
+    /// Messages per receive, 1..=10.
+    pub batch_size: i32,
+    /// Concurrent pollers, each with its own batch in hand.
+    pub pollers: usize,
+    /// Visibility the heartbeat keeps extending messages in hand to.
+    pub visibility_timeout: Duration,
+    /// How often the heartbeat extends it.
+    pub heartbeat_interval: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            wait_time: Duration::from_secs(20),
+            batch_size: 10,
+            pollers: 2,
+            visibility_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PollOutcome {
+    pub received: usize,
+    pub acked: usize,
+    pub retried: usize,
+    pub rejected: usize,
+    /// Released untouched (shutdown, or behind an unacknowledged message of its group).
+    pub released: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("consuming {queue} failed: {detail}")]
+pub struct ConsumeError {
+    pub queue: String,
+    pub detail: String,
+}
+
+/// Reads one queue with a handler.
+pub struct Consumer<H> {
+    client: Client,
+    config: ConsumerConfig,
+    handler: Arc<H>,
+    url: OnceCell<String>,
+}
+
+impl<H: Handler> Consumer<H> {
+    pub fn new(client: Client, config: ConsumerConfig, handler: H) -> Self {
+        Self { client, config, handler: Arc::new(handler), url: OnceCell::new() }
+    }
+
+    fn error(&self, e: impl std::error::Error) -> ConsumeError {
+        ConsumeError {
+            queue: self.config.queue.clone(),
+            detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    async fn queue_url(&self) -> Result<&str, ConsumeError> {
+        self.url
+            .get_or_try_init(|| async {
+                let out = self
+                    .client
+                    .get_queue_url()
+                    .queue_name(&self.config.queue)
+                    .send()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                Ok(out.queue_url.unwrap_or_default())
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Receives one batch (waiting up to the long-poll time, or until `stop`),
+    /// handles it and settles every message.
+    #[tracing::instrument(name = "consumer.poll", skip_all, fields(messaging.system = "aws_sqs", messaging.destination.name = %self.config.queue, received))]
+    pub async fn poll_once(&self, stop: &CancellationToken) -> Result<PollOutcome, ConsumeError> {
+        let url = self.queue_url().await?.to_owned();
+        let receive = self
+            .client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(self.config.batch_size.clamp(1, 10))
+            .wait_time_seconds(self.config.wait_time.as_secs().min(20) as i32)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        // A receive cut short by shutdown may have claimed messages: they become
+        // visible again after the visibility timeout. Nothing is lost.
+        let messages = tokio::select! {
+            result = receive => result.map_err(|e| self.error(e))?.messages.unwrap_or_default(),
+            () = stop.cancelled() => return Ok(PollOutcome::default()),
+        };
+        tracing::Span::current().record("received", messages.len());
+        if messages.is_empty() {
+            return Ok(PollOutcome::default());
+        }
+        let queue = self.config.queue.clone();
+        metrics::counter!("messages_received_total", "queue" => queue.clone()).increment(messages.len() as u64);
+
+        // Group in queue order.
+        let mut groups: Vec<(String, Vec<Received>)> = Vec::new();
+        for m in messages.into_iter().map(received) {
+            match groups.iter_mut().find(|(g, _)| *g == m.group_id) {
+                Some((_, list)) => list.push(m),
+                None => groups.push((m.group_id.clone(), vec![m])),
+            }
+        }
+
+        let pending: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
+            groups.iter().flat_map(|(_, ms)| ms.iter().map(|m| m.receipt_handle.clone())).collect(),
+        ));
+        let heartbeat = self.spawn_heartbeat(url.clone(), pending.clone());
+
+        let results = join_all(groups.into_iter().map(|(_, list)| {
+            let pending = pending.clone();
+            async move {
+                let mut settled = Vec::new();
+                let mut blocked = false;
+                for m in list {
+                    let disposition = if blocked || stop.is_cancelled() {
+                        None
+                    } else {
+                        let started = Instant::now();
+                        let d = self.handler.handle(&m).await;
+                        let outcome = match &d {
+                            Disposition::Ack => "ack",
+                            Disposition::Retry { .. } => "retry",
+                            Disposition::Reject { .. } => "reject",
+                        };
+                        metrics::histogram!("message_handling_seconds", "queue" => self.config.queue.clone())
+                            .record(started.elapsed().as_secs_f64());
+                        metrics::counter!("messages_processed_total", "queue" => self.config.queue.clone(), "outcome" => outcome)
+                            .increment(1);
+                        if let Disposition::Reject { reason } = &d {
+                            tracing::error!(message_id = %m.message_id, receive_count = m.receive_count, %reason,
+                                "rejected message; it will reach the dead-letter queue after the redrive count");
+                        }
+                        blocked = d != Disposition::Ack;
+                        Some(d)
+                    };
+                    pending.lock().expect("pending lock").retain(|h| *h != m.receipt_handle);
+                    settled.push((m, disposition));
+                }
+                settled
+            }
+        }))
+        .await;
+        heartbeat.abort();
+
+        let mut outcome = PollOutcome::default();
+        let mut delete = Vec::new();
+        let mut visibility: Vec<(String, i32)> = Vec::new();
+        for (m, d) in results.into_iter().flatten() {
+            outcome.received += 1;
+            match d {
+                Some(Disposition::Ack) => {
+                    outcome.acked += 1;
+                    delete.push(m.receipt_handle);
+                }
+                Some(Disposition::Retry { after }) => {
+                    outcome.retried += 1;
+                    visibility.push((m.receipt_handle, after.as_secs().min(43_199) as i32));
+                }
+                Some(Disposition::Reject { .. }) => {
+                    outcome.rejected += 1;
+                    visibility.push((m.receipt_handle, 0));
+                }
+                None => {
+                    outcome.released += 1;
+                    visibility.push((m.receipt_handle, 0));
+                }
+            }
+        }
+        self.delete_batch(&url, delete).await?;
+        self.change_visibility(&url, visibility).await?;
+        Ok(outcome)
+    }
+
+    fn spawn_heartbeat(&self, url: String, pending: Arc<Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
+        let client = self.client.clone();
+        let (every, extend_to) = (self.config.heartbeat_interval, self.config.visibility_timeout.as_secs() as i32);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let handles = pending.lock().expect("pending lock").clone();
+                for chunk in handles.chunks(10) {
+                    let entries = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, h)| {
+                            ChangeMessageVisibilityBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(h)
+                                .visibility_timeout(extend_to)
+                                .build()
+                                .expect("id and handle are set")
+                        })
+                        .collect::<Vec<_>>();
+                    if let Err(e) =
+                        client.change_message_visibility_batch().queue_url(&url).set_entries(Some(entries)).send().await
+                    {
+                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "visibility heartbeat failed");
+                    }
+                }
+            }
+        })
+    }
+
+    async fn delete_batch(&self, url: &str, handles: Vec<String>) -> Result<(), ConsumeError> {
+        for chunk in handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(h).build().expect("set")
+                })
+                .collect::<Vec<_>>();
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| self.error(e))?;
+            // A failed delete means a redelivery, which the handler's inbox absorbs.
+            for f in out.failed {
+                tracing::warn!(code = %f.code, "delete failed; the message will be redelivered and skipped as a duplicate");
+            }
+        }
+        Ok(())
+    }
+
+    async fn change_visibility(&self, url: &str, handles: Vec<(String, i32)>) -> Result<(), ConsumeError> {
+        for chunk in handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (h, secs))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .visibility_timeout(*secs)
+                        .build()
+                        .expect("set")
+                })
+                .collect::<Vec<_>>();
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `pollers` loops until `stop`; each finishes the batch in hand.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        tracing::info!(queue = %self.config.queue, pollers = self.config.pollers, "consumer started");
+        let loops = (0..self.config.pollers.max(1)).map(|_| {
+            let (this, stop) = (self.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut backoff = Duration::from_millis(200);
+                while !stop.is_cancelled() {
+                    match this.poll_once(&stop).await {
+                        Ok(_) => backoff = Duration::from_millis(200),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "receive failed; retrying");
+                            tokio::select! {
+                                () = stop.cancelled() => {}
+                                () = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+            })
+        });
+        join_all(loops).await;
+        tracing::info!(queue = %self.config.queue, "consumer stopped");
+    }
+}
+
+fn received(m: Message) -> Received {
+    let system = m.attributes.unwrap_or_default();
+    let attributes =
+        m.message_attributes.unwrap_or_default().into_iter().filter_map(|(k, v)| Some((k, v.string_value?))).collect();
+    Received {
+        message_id: m.message_id.unwrap_or_default(),
+        body: m.body.unwrap_or_default(),
+        group_id: system.get(&MessageSystemAttributeName::MessageGroupId).cloned().unwrap_or_default(),
+        receive_count: system
+            .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1),
+        attributes,
+        receipt_handle: m.receipt_handle.unwrap_or_default(),
+    }
+}
