@@ -105,11 +105,31 @@ impl Event {
         }
     }
 
+    pub fn event_type(&self) -> &str {
+        match self {
+            Event::OrderCreated(e) => &e.event_type,
+            Event::OrderShipped(e) => &e.event_type,
+            Event::OrderDelivered(e) => &e.event_type,
+        }
+    }
+
     pub fn order_id(&self) -> Uuid {
         match self {
             Event::OrderCreated(e) => e.order_id,
             Event::OrderShipped(e) => e.order_id,
             Event::OrderDelivered(e) => e.order_id,
+        }
+    }
+}
+
+impl DecodeError {
+    /// A short, low-cardinality name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Malformed(_) => "malformed",
+            DecodeError::UnknownType(_) => "unknown_type",
+            DecodeError::UnsupportedVersion { .. } => "unsupported_version",
+            DecodeError::BadPayload { .. } => "bad_payload",
         }
     }
 }

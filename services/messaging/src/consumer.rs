@@ -77,7 +77,9 @@ pub struct ConsumerConfig {
     pub batch_size: i32,
     /// Concurrent pollers, each with its own batch in hand.
     pub pollers: usize,
-    /// Visibility the heartbeat keeps extending messages in hand to.
+    /// Visibility of received messages (set on each receive), which the
+    /// heartbeat keeps extending while they are in hand. A crashed consumer's
+    /// messages reappear after this long.
     pub visibility_timeout: Duration,
     /// How often the heartbeat extends it.
     pub heartbeat_interval: Duration,
@@ -161,6 +163,7 @@ impl<H: Handler> Consumer<H> {
             .queue_url(&url)
             .max_number_of_messages(self.config.batch_size.clamp(1, 10))
             .wait_time_seconds(self.config.wait_time.as_secs().min(20) as i32)
+            .visibility_timeout(self.config.visibility_timeout.as_secs().max(1) as i32)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)

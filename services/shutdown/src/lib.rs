@@ -61,13 +61,14 @@ pub async fn drain_deadline(limit: Duration, drain: impl Future<Output = ()>) ->
     }
 }
 
-/// The background loops of a service (outbox relay, consumers, schedulers),
-/// stopped together: each gets a token, and [`Background::stop`] cancels it and
-/// waits for every loop to finish the unit of work in hand.
+/// The background loops of a service (consumers, schedulers, the outbox
+/// relay), stopped one after another in the order they were spawned: spawn the
+/// loops that write outbox rows before the relay, and the relay's final flush
+/// sees everything they wrote. Each loop must return once its token is
+/// cancelled, after finishing the unit of work in hand.
 #[derive(Default)]
 pub struct Background {
-    token: CancellationToken,
-    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    tasks: Vec<(&'static str, CancellationToken, JoinHandle<()>)>,
 }
 
 impl Background {
@@ -75,21 +76,24 @@ impl Background {
         Self::default()
     }
 
-    /// Spawns `make(token)`; the loop must return once the token is cancelled.
+    /// Spawns `make(token)`.
     pub fn spawn<F, Fut>(&mut self, name: &'static str, make: F)
     where
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.tasks.push((name, tokio::spawn(make(self.token.clone()))));
+        let token = CancellationToken::new();
+        let task = tokio::spawn(make(token.clone()));
+        self.tasks.push((name, token, task));
     }
 
-    /// Cancels every loop and waits for them all.
+    /// Stops the loops in spawn order, each after the previous one finished.
     pub async fn stop(self) {
-        self.token.cancel();
-        for (name, task) in self.tasks {
-            if let Err(e) = task.await {
-                tracing::error!(task = name, error = %e, "background loop panicked");
+        for (name, token, task) in self.tasks {
+            token.cancel();
+            match task.await {
+                Ok(()) => tracing::debug!(task = name, "background loop stopped"),
+                Err(e) => tracing::error!(task = name, error = %e, "background loop panicked"),
             }
         }
     }

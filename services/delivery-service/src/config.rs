@@ -1,0 +1,131 @@
+//! The delivery-service's settings: one struct filled from environment
+//! variables with local defaults, validated at start-up. Listed with defaults in
+//! the README's configuration table.
+
+use std::{net::SocketAddr, time::Duration};
+
+use database::DatabaseSettings;
+use messaging::SqsSettings;
+use outbox::RelayConfig;
+use settings::Env;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Health, metrics and the internal read API (`HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// The delivery database (`DATABASE_*`).
+    pub database: DatabaseSettings,
+    /// SQS endpoint and region (`SQS_ENDPOINT_URL`, `AWS_REGION`, `SQS_TIMEOUT`).
+    pub sqs: SqsSettings,
+    /// Create both queues with their DLQs at start-up (`SQS_CREATE_QUEUES`; development).
+    pub sqs_create_queues: bool,
+    /// Receives before a message moves to its DLQ, when creating queues (`SQS_MAX_RECEIVE_COUNT`).
+    pub sqs_max_receive_count: u32,
+    /// Where `order-created` events come from (`ORDERS_QUEUE`).
+    pub orders_queue: String,
+    /// Where status events go (`DELIVERY_STATUS_QUEUE`).
+    pub status_queue: String,
+    /// Concurrent pollers of the orders queue (`CONSUMER_POLLERS`).
+    pub consumer_pollers: usize,
+    /// Long-poll wait (`CONSUMER_WAIT_TIME`, at most 20 s).
+    pub consumer_wait_time: Duration,
+    /// Visibility the heartbeat keeps messages in hand at (`CONSUMER_VISIBILITY_TIMEOUT`).
+    pub consumer_visibility_timeout: Duration,
+    /// Delay from `PROCESSING` to `SHIPPED` (`SHIP_AFTER`).
+    pub ship_after: Duration,
+    /// Delay from `SHIPPED` to `DELIVERED` (`DELIVER_AFTER`).
+    pub deliver_after: Duration,
+    /// Random extra delay added to each step, up to this (`STEP_JITTER`).
+    pub step_jitter: Duration,
+    /// How often the scheduler looks for due shipments (`SCHEDULER_INTERVAL`).
+    pub scheduler_interval: Duration,
+    /// Shipments advanced per scheduler transaction (`SCHEDULER_BATCH`).
+    pub scheduler_batch: u32,
+    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`).
+    pub relay: RelayConfig,
+    /// Which loops run in this process (`CONSUMER_ENABLED`, `SCHEDULER_ENABLED`,
+    /// `OUTBOX_RELAY_ENABLED`); tests drive them step by step instead.
+    pub consumer_enabled: bool,
+    pub scheduler_enabled: bool,
+    pub relay_enabled: bool,
+    /// Longest HTTP request (`HTTP_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// Longest time from SIGTERM to exit (`SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_env(mut env: Env) -> Result<Self, settings::ConfigError> {
+        let relay = RelayConfig::default();
+        let s = Settings {
+            http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081))),
+            database: DatabaseSettings::from_env(&mut env, "orderflow_delivery", 8),
+            sqs: SqsSettings::from_env(&mut env),
+            sqs_create_queues: env.flag("SQS_CREATE_QUEUES", false),
+            sqs_max_receive_count: env.get("SQS_MAX_RECEIVE_COUNT", 5),
+            orders_queue: env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned()),
+            status_queue: env.get("DELIVERY_STATUS_QUEUE", "delivery-status-queue.fifo".to_owned()),
+            consumer_pollers: env.get("CONSUMER_POLLERS", 2),
+            consumer_wait_time: env.duration("CONSUMER_WAIT_TIME", Duration::from_secs(20)),
+            consumer_visibility_timeout: env.duration("CONSUMER_VISIBILITY_TIMEOUT", Duration::from_secs(30)),
+            ship_after: env.duration("SHIP_AFTER", Duration::from_secs(3)),
+            deliver_after: env.duration("DELIVER_AFTER", Duration::from_secs(3)),
+            step_jitter: env.duration("STEP_JITTER", Duration::from_millis(500)),
+            scheduler_interval: env.duration("SCHEDULER_INTERVAL", Duration::from_millis(250)),
+            scheduler_batch: env.get("SCHEDULER_BATCH", 50),
+            relay: RelayConfig {
+                poll_interval: env.duration("OUTBOX_POLL_INTERVAL", relay.poll_interval),
+                breaker_cooldown: env.duration("OUTBOX_BREAKER_COOLDOWN", relay.breaker_cooldown),
+                ..relay
+            },
+            consumer_enabled: env.flag("CONSUMER_ENABLED", true),
+            scheduler_enabled: env.flag("SCHEDULER_ENABLED", true),
+            relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
+            request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", Duration::from_secs(10)),
+            shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
+        };
+        for (name, queue) in [("ORDERS_QUEUE", &s.orders_queue), ("DELIVERY_STATUS_QUEUE", &s.status_queue)] {
+            if !queue.ends_with(".fifo") {
+                env.invalid(name, "must name a FIFO queue (ending in .fifo)");
+            }
+        }
+        if s.consumer_wait_time > Duration::from_secs(20) {
+            env.invalid("CONSUMER_WAIT_TIME", "SQS long polls wait at most 20s");
+        }
+        if s.consumer_pollers == 0 {
+            env.invalid("CONSUMER_POLLERS", "must be at least 1");
+        }
+        if s.scheduler_batch == 0 {
+            env.invalid("SCHEDULER_BATCH", "must be at least 1");
+        }
+        env.finish()?;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_suit_the_local_demo() {
+        let s = Settings::from_env(Env::from_pairs::<_, &str, &str>([])).unwrap();
+        assert_eq!(s.http_addr.port(), 8081);
+        assert_eq!(s.status_queue, "delivery-status-queue.fifo");
+        assert_eq!(s.ship_after, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn names_every_bad_variable() {
+        let err = Settings::from_env(Env::from_pairs([
+            ("DELIVERY_STATUS_QUEUE", "status"),
+            ("CONSUMER_WAIT_TIME", "30s"),
+            ("SHIP_AFTER", "soon"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        for name in ["DELIVERY_STATUS_QUEUE", "CONSUMER_WAIT_TIME", "SHIP_AFTER"] {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Handling `order-created` messages from `orders-queue.fifo`: decode strictly,
+//! then create the shipment in one transaction with the inbox record. The
+//! shared consumer loop (`messaging::consumer`) deletes the message only after
+//! this returns `Ack`, i.e. after the commit.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use envelope::Event;
+use messaging::{Disposition, Handler, Received};
+use sqlx::PgPool;
+
+use crate::storage::{self, Applied};
+
+/// Turns `order-created` events into shipments.
+pub struct OrderCreatedHandler {
+    pub pool: PgPool,
+    /// Delay before the shipment ships.
+    pub ship_after: Duration,
+    /// Random extra delay, up to this.
+    pub jitter: Duration,
+}
+
+/// Wait before a message whose handling failed for a transient reason (the
+/// database) is delivered again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl Handler for OrderCreatedHandler {
+    async fn handle(&self, message: &Received) -> Disposition {
+        let event = match Event::decode(&message.body) {
+            Ok(Event::OrderCreated(event)) => event,
+            Ok(other) => {
+                metrics::counter!("messages_rejected_total", "reason" => "unexpected_type").increment(1);
+                return Disposition::Reject {
+                    reason: format!("unexpected {} event on the orders queue", other.event_type()),
+                };
+            }
+            Err(e) => {
+                metrics::counter!("messages_rejected_total", "reason" => e.kind()).increment(1);
+                return Disposition::Reject { reason: e.to_string() };
+            }
+        };
+        let jitter = if self.jitter.is_zero() { Duration::ZERO } else { self.jitter.mul_f64(rand::random::<f64>()) };
+        let ship_at = Utc::now() + chrono::Duration::from_std(self.ship_after + jitter).unwrap_or_default();
+        match storage::create_shipment(&self.pool, &event, ship_at).await {
+            Ok(Applied::Created(shipment_id)) => {
+                tracing::info!(order_id = %event.order_id, event_id = %event.event_id, %shipment_id, "shipment created");
+                Disposition::Ack
+            }
+            Ok(Applied::Duplicate) => {
+                metrics::counter!("messages_duplicate_total", "queue" => "orders").increment(1);
+                tracing::info!(order_id = %event.order_id, event_id = %event.event_id, "duplicate order-created skipped");
+                Disposition::Ack
+            }
+            Err(e) => {
+                tracing::warn!(order_id = %event.order_id, error = %e, "could not create the shipment; will retry");
+                Disposition::Retry { after: RETRY_AFTER }
+            }
+        }
+    }
+}

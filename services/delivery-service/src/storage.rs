@@ -1,0 +1,216 @@
+//! The delivery database: creating a shipment from an `order-created` event
+//! (with the inbox check), advancing due shipments (with their outbox events),
+//! and reading a shipment for the operator API. Every change to a shipment and
+//! the event announcing it are written in one transaction.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use envelope::{Envelope, OrderCreated, OrderDelivered, OrderShipped};
+use outbox::OutboxMessage;
+use serde::Serialize;
+use sqlx::{PgPool, types::Json};
+use uuid::Uuid;
+
+use crate::domain::{ShipmentStatus, carrier_for, tracking_number_for};
+
+/// What applying an `order-created` event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created(Uuid),
+    /// The event (or another event for the same order) was applied before.
+    Duplicate,
+}
+
+/// Records the event in the inbox and creates the order's shipment in
+/// `PROCESSING`, due to ship at `ship_at`; one transaction.
+#[tracing::instrument(name = "db.create_shipment", skip_all, fields(db.system = "postgresql", order_id = %event.order_id, event_id = %event.event_id))]
+pub async fn create_shipment(
+    pool: &PgPool,
+    event: &Envelope<OrderCreated>,
+    ship_at: DateTime<Utc>,
+) -> Result<Applied, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !outbox::inbox::record_once(&mut tx, event.event_id).await? {
+        tx.commit().await?;
+        return Ok(Applied::Duplicate);
+    }
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    let created: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO shipments (id, order_id, customer_id, status, shipping_address, created_at, updated_at, next_step_at)
+         VALUES ($1, $2, $3, 'PROCESSING', $4, $5, $5, $6)
+         ON CONFLICT (order_id) DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(event.order_id)
+    .bind(event.payload.customer_id)
+    .bind(Json(&event.payload.shipping_address))
+    .bind(now)
+    .bind(ship_at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = created else {
+        tx.commit().await?;
+        return Ok(Applied::Duplicate);
+    };
+    sqlx::query("INSERT INTO shipment_status_history (shipment_id, seq, status, at) VALUES ($1, 1, 'PROCESSING', $2)")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Applied::Created(id))
+}
+
+/// How long until the next step, and where status events go.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    pub deliver_after: Duration,
+    pub jitter: Duration,
+    pub status_queue: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: Uuid,
+    order_id: Uuid,
+    status: String,
+    next_step_at: DateTime<Utc>,
+}
+
+fn jitter(max: Duration) -> chrono::Duration {
+    if max.is_zero() {
+        return chrono::Duration::zero();
+    }
+    chrono::Duration::milliseconds(rand::random_range(0..=max.as_millis() as i64))
+}
+
+/// Claims up to `batch` due shipments (`FOR UPDATE SKIP LOCKED`, so replicas
+/// share the work) and moves each one step on, writing its history row and its
+/// status event to the outbox in the same transaction. Returns how many moved.
+#[tracing::instrument(name = "shipments.advance", skip_all, fields(db.system = "postgresql", advanced))]
+pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let due: Vec<Due> = sqlx::query_as(
+        "SELECT id, order_id, status, next_step_at FROM shipments
+         WHERE next_step_at IS NOT NULL AND next_step_at <= now()
+         ORDER BY next_step_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(i64::from(batch))
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = Utc::now();
+    for shipment in &due {
+        let lag = (now - shipment.next_step_at).to_std().unwrap_or_default();
+        metrics::histogram!("shipment_step_lag_seconds").record(lag.as_secs_f64());
+        let Some(next) = ShipmentStatus::parse(&shipment.status).and_then(ShipmentStatus::next) else {
+            // Nothing further: clear a stray timer.
+            sqlx::query("UPDATE shipments SET next_step_at = NULL WHERE id = $1")
+                .bind(shipment.id)
+                .execute(&mut *tx)
+                .await?;
+            continue;
+        };
+        let (body, event_type, event_id) = match next {
+            ShipmentStatus::Shipped => {
+                let (carrier, tracking) = (carrier_for(shipment.id), tracking_number_for(shipment.id));
+                sqlx::query(
+                    "UPDATE shipments SET status = 'SHIPPED', carrier = $2, tracking_number = $3, shipped_at = $4,
+                       updated_at = $4, next_step_at = $5 WHERE id = $1",
+                )
+                .bind(shipment.id)
+                .bind(carrier)
+                .bind(&tracking)
+                .bind(now)
+                .bind(now + chrono::Duration::from_std(plan.deliver_after).unwrap_or_default() + jitter(plan.jitter))
+                .execute(&mut *tx)
+                .await?;
+                let event = Envelope::new(
+                    shipment.order_id,
+                    now,
+                    OrderShipped {
+                        shipment_id: shipment.id,
+                        carrier: carrier.to_owned(),
+                        tracking_number: tracking,
+                        shipped_at: now,
+                    },
+                );
+                (event.to_json(), event.event_type, event.event_id)
+            }
+            _ => {
+                sqlx::query(
+                    "UPDATE shipments SET status = 'DELIVERED', delivered_at = $2, updated_at = $2, next_step_at = NULL WHERE id = $1",
+                )
+                .bind(shipment.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let event = Envelope::new(
+                    shipment.order_id,
+                    now,
+                    OrderDelivered { shipment_id: shipment.id, delivered_at: now },
+                );
+                (event.to_json(), event.event_type, event.event_id)
+            }
+        };
+        sqlx::query(
+            "INSERT INTO shipment_status_history (shipment_id, seq, status, at)
+             SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM shipment_status_history WHERE shipment_id = $1",
+        )
+        .bind(shipment.id)
+        .bind(next.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        outbox::enqueue(
+            &mut tx,
+            &OutboxMessage {
+                event_id,
+                destination: plan.status_queue.clone(),
+                group_id: shipment.order_id.to_string(),
+                event_type,
+                body,
+                traceparent: None,
+                tracestate: None,
+            },
+        )
+        .await?;
+        metrics::counter!("shipments_advanced_total", "to" => next.as_str()).increment(1);
+        tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.id, status = next.as_str(), "shipment advanced");
+    }
+    tx.commit().await?;
+    tracing::Span::current().record("advanced", due.len());
+    Ok(due.len())
+}
+
+/// A shipment with its history, for `GET /shipments/{order_id}`.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ShipmentView {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub status: String,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub next_step_at: Option<DateTime<Utc>>,
+    pub history: Json<serde_json::Value>,
+}
+
+#[tracing::instrument(name = "db.get_shipment", skip(pool), fields(db.system = "postgresql"))]
+pub async fn shipment_by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<ShipmentView>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.id, s.order_id, s.customer_id, s.status, s.carrier, s.tracking_number, s.created_at, s.shipped_at,
+                s.delivered_at, s.updated_at, s.next_step_at,
+                COALESCE((SELECT json_agg(json_build_object('seq', h.seq, 'status', h.status, 'at', h.at) ORDER BY h.seq)
+                            FROM shipment_status_history h WHERE h.shipment_id = s.id), '[]') AS history
+           FROM shipments s WHERE s.order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(pool)
+    .await
+}
