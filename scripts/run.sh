@@ -18,7 +18,7 @@ done
 
 step "building the services (cargo build; the first build takes a few minutes)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
-cargo build --quiet --bin order-service
+cargo build --quiet --bin order-service --bin delivery-service
 BIN="$CARGO_TARGET_DIR/debug"
 ok "built into $BIN"
 
@@ -56,6 +56,7 @@ start_service() {
 }
 
 start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$PGURL/orderflow_orders" JWT_PRIVATE_KEY_FILE="$KEY"
+start_service delivery-service 8081 HTTP_ADDR=127.0.0.1:8081 DATABASE_URL="$PGURL/orderflow_delivery"
 
 step "registering the demo client (id demo, secret demo-secret; development only)"
 DATABASE_URL="$PGURL/orderflow_orders" JWT_PRIVATE_KEY_FILE="$KEY" LOG_FORMAT=pretty RUST_LOG=warn \
@@ -73,6 +74,22 @@ ORDER=$(curl -fsS http://127.0.0.1:8080/orders -H "Authorization: Bearer $TOKEN"
 echo "$ORDER" | python3 -m json.tool
 ORDER_ID=$(echo "$ORDER" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 
+step "following the shipment of order $ORDER_ID (delivery-service, GET /shipments/{order_id})"
+last=""
+for _ in $(seq 1 300); do
+  shipment=$(curl -fsS "http://127.0.0.1:8081/shipments/$ORDER_ID" 2>/dev/null || true)
+  status=$(echo "$shipment" | python3 -c 'import json,sys
+try: d=json.load(sys.stdin); print(d["status"], d.get("carrier") or "", d.get("tracking_number") or "")
+except Exception: print("")' 2>/dev/null)
+  if [ -n "$status" ] && [ "$status" != "$last" ]; then
+    ok "$(date +%T) shipment $status"
+    last="$status"
+  fi
+  case "$status" in DELIVERED*) break ;; esac
+  sleep 0.2
+done
+case "$last" in DELIVERED*) ;; *) warn "the shipment did not reach DELIVERED within 60s; see $RUN_DIR/delivery-service.log" ;; esac
+
 cat <<MSG
 
 $(printf '\033[1;32m')orderflow is running.$(printf '\033[0m') Try:
@@ -82,6 +99,7 @@ $(printf '\033[1;32m')orderflow is running.$(printf '\033[0m') Try:
   curl -s http://127.0.0.1:8080/orders -H "Authorization: Bearer \$TOKEN"
   curl -s http://127.0.0.1:8080/readyz
   curl -s http://127.0.0.1:8080/openapi.json
+  curl -s http://127.0.0.1:8081/shipments/$ORDER_ID      # delivery-service, internal
 
 Logs: $RUN_DIR/*.log    Stop: make stop
 MSG

@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use database::DatabaseSettings;
-use messaging::SqsSettings;
+use messaging::{ConsumerConfig, SqsSettings};
 use outbox::RelayConfig;
 use settings::Env;
 
@@ -25,12 +25,9 @@ pub struct Settings {
     pub orders_queue: String,
     /// Where status events go (`DELIVERY_STATUS_QUEUE`).
     pub status_queue: String,
-    /// Concurrent pollers of the orders queue (`CONSUMER_POLLERS`).
-    pub consumer_pollers: usize,
-    /// Long-poll wait (`CONSUMER_WAIT_TIME`, at most 20 s).
-    pub consumer_wait_time: Duration,
-    /// Visibility the heartbeat keeps messages in hand at (`CONSUMER_VISIBILITY_TIMEOUT`).
-    pub consumer_visibility_timeout: Duration,
+    /// Reading the orders queue (`CONSUMER_POLLERS`, `CONSUMER_WAIT_TIME`,
+    /// `CONSUMER_VISIBILITY_TIMEOUT`).
+    pub consumer: ConsumerConfig,
     /// Delay from `PROCESSING` to `SHIPPED` (`SHIP_AFTER`).
     pub ship_after: Duration,
     /// Delay from `SHIPPED` to `DELIVERED` (`DELIVER_AFTER`).
@@ -57,17 +54,16 @@ pub struct Settings {
 impl Settings {
     pub fn from_env(mut env: Env) -> Result<Self, settings::ConfigError> {
         let relay = RelayConfig::default();
+        let orders_queue: String = env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned());
         let s = Settings {
             http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081))),
             database: DatabaseSettings::from_env(&mut env, "orderflow_delivery", 8),
             sqs: SqsSettings::from_env(&mut env),
             sqs_create_queues: env.flag("SQS_CREATE_QUEUES", false),
             sqs_max_receive_count: env.get("SQS_MAX_RECEIVE_COUNT", 5),
-            orders_queue: env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned()),
+            consumer: ConsumerConfig::from_env(&mut env, orders_queue.clone()),
+            orders_queue,
             status_queue: env.get("DELIVERY_STATUS_QUEUE", "delivery-status-queue.fifo".to_owned()),
-            consumer_pollers: env.get("CONSUMER_POLLERS", 2),
-            consumer_wait_time: env.duration("CONSUMER_WAIT_TIME", Duration::from_secs(20)),
-            consumer_visibility_timeout: env.duration("CONSUMER_VISIBILITY_TIMEOUT", Duration::from_secs(30)),
             ship_after: env.duration("SHIP_AFTER", Duration::from_secs(3)),
             deliver_after: env.duration("DELIVER_AFTER", Duration::from_secs(3)),
             step_jitter: env.duration("STEP_JITTER", Duration::from_millis(500)),
@@ -88,12 +84,6 @@ impl Settings {
             if !queue.ends_with(".fifo") {
                 env.invalid(name, "must name a FIFO queue (ending in .fifo)");
             }
-        }
-        if s.consumer_wait_time > Duration::from_secs(20) {
-            env.invalid("CONSUMER_WAIT_TIME", "SQS long polls wait at most 20s");
-        }
-        if s.consumer_pollers == 0 {
-            env.invalid("CONSUMER_POLLERS", "must be at least 1");
         }
         if s.scheduler_batch == 0 {
             env.invalid("SCHEDULER_BATCH", "must be at least 1");

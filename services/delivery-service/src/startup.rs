@@ -7,7 +7,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use messaging::{Consumer, ConsumerConfig, Publisher};
+use messaging::{Consumer, Publisher};
 use outbox::Relay;
 use shutdown::{Background, CancellationToken};
 use tokio::net::TcpListener;
@@ -47,13 +47,7 @@ impl Application {
         let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
         let consumer = Arc::new(Consumer::new(
             sqs,
-            ConsumerConfig {
-                wait_time: settings.consumer_wait_time,
-                pollers: settings.consumer_pollers,
-                visibility_timeout: settings.consumer_visibility_timeout,
-                heartbeat_interval: settings.consumer_visibility_timeout / 3,
-                ..ConsumerConfig::new(&settings.orders_queue)
-            },
+            settings.consumer.clone(),
             OrderCreatedHandler { pool: pool.clone(), ship_after: settings.ship_after, jitter: settings.step_jitter },
         ));
         let scheduler = Arc::new(Scheduler::new(

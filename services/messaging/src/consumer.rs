@@ -86,6 +86,28 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// Reads `CONSUMER_POLLERS`, `CONSUMER_WAIT_TIME` and
+    /// `CONSUMER_VISIBILITY_TIMEOUT` for reading `queue`.
+    pub fn from_env(env: &mut settings::Env, queue: String) -> Self {
+        let defaults = Self::new(queue);
+        let c = Self {
+            pollers: env.get("CONSUMER_POLLERS", defaults.pollers),
+            wait_time: env.duration("CONSUMER_WAIT_TIME", defaults.wait_time),
+            visibility_timeout: env.duration("CONSUMER_VISIBILITY_TIMEOUT", defaults.visibility_timeout),
+            ..defaults
+        };
+        if c.wait_time > Duration::from_secs(20) {
+            env.invalid("CONSUMER_WAIT_TIME", "SQS long polls wait at most 20s");
+        }
+        if c.pollers == 0 {
+            env.invalid("CONSUMER_POLLERS", "must be at least 1");
+        }
+        if c.visibility_timeout < Duration::from_secs(1) {
+            env.invalid("CONSUMER_VISIBILITY_TIMEOUT", "must be at least 1s");
+        }
+        Self { heartbeat_interval: c.visibility_timeout / 3, ..c }
+    }
+
     pub fn new(queue: impl Into<String>) -> Self {
         Self {
             queue: queue.into(),

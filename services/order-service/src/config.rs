@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use database::DatabaseSettings;
-use messaging::SqsSettings;
+use messaging::{ConsumerConfig, SqsSettings};
 use outbox::RelayConfig;
 use settings::{Env, SecretString};
 
@@ -34,6 +34,20 @@ pub struct Settings {
     pub sqs_max_receive_count: u32,
     /// Queue that `order-created` events go to (`ORDERS_QUEUE`).
     pub orders_queue: String,
+    /// Reading `delivery-status-queue.fifo` (`DELIVERY_STATUS_QUEUE`,
+    /// `CONSUMER_POLLERS`, `CONSUMER_WAIT_TIME`, `CONSUMER_VISIBILITY_TIMEOUT`).
+    pub status_consumer: ConsumerConfig,
+    /// Apply status events in this process (`STATUS_CONSUMER_ENABLED`); turn it
+    /// off when a separate `order-service status-consumer` Deployment does it.
+    pub status_consumer_enabled: bool,
+    /// Serve the order API (off in `order-service status-consumer`).
+    pub api_enabled: bool,
+    /// Live streams allowed open in one process (`SSE_MAX_STREAMS`).
+    pub sse_max_streams: usize,
+    /// Keep-alive comment interval of live streams (`SSE_KEEPALIVE`).
+    pub sse_keepalive: Duration,
+    /// A live stream re-reads its order at least this often (`SSE_RECHECK`).
+    pub sse_recheck: Duration,
     /// Token signing and verification.
     pub jwt: JwtSettings,
     /// How long an `Idempotency-Key` is remembered (`IDEMPOTENCY_TTL`).
@@ -94,6 +108,7 @@ impl Settings {
             }
         };
         let defaults = RelayConfig::default();
+        let status_queue: String = env.get("DELIVERY_STATUS_QUEUE", "delivery-status-queue.fifo".to_owned());
         let settings = Settings {
             http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080))),
             database: DatabaseSettings::from_env(&mut env, "orderflow_orders", 16),
@@ -104,6 +119,12 @@ impl Settings {
             sqs_create_queues: env.flag("SQS_CREATE_QUEUES", false),
             sqs_max_receive_count: env.get("SQS_MAX_RECEIVE_COUNT", 5),
             orders_queue: env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned()),
+            status_consumer: ConsumerConfig::from_env(&mut env, status_queue.clone()),
+            status_consumer_enabled: env.flag("STATUS_CONSUMER_ENABLED", true),
+            api_enabled: true,
+            sse_max_streams: env.get("SSE_MAX_STREAMS", 1000),
+            sse_keepalive: env.duration("SSE_KEEPALIVE", Duration::from_secs(15)),
+            sse_recheck: env.duration("SSE_RECHECK", Duration::from_secs(10)),
             jwt: JwtSettings {
                 keys_pem,
                 issuer: env.get("JWT_ISSUER", "orderflow".to_owned()),
@@ -124,6 +145,9 @@ impl Settings {
         };
         if !settings.orders_queue.ends_with(".fifo") {
             env.invalid("ORDERS_QUEUE", "must name a FIFO queue (ending in .fifo)");
+        }
+        if !status_queue.ends_with(".fifo") {
+            env.invalid("DELIVERY_STATUS_QUEUE", "must name a FIFO queue (ending in .fifo)");
         }
         if settings.jwt.ttl.is_zero() {
             env.invalid("JWT_TTL", "must be longer than 0s");

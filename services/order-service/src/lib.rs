@@ -4,7 +4,8 @@
 //! Reading order: [`startup`] builds the [`Application`] from [`config::Settings`];
 //! [`http`] holds the routes and handlers; [`domain`] the order rules; [`auth`]
 //! keys, tokens and clients; [`idempotency`] the Redis fast path; [`storage`]
-//! the SQL. Shared mechanics (outbox relay, SQS, telemetry, shutdown) come from
+//! the SQL; [`status`] applies delivery status events; [`live`] fans order
+//! changes out to Server-Sent Event streams. Shared mechanics (outbox relay, SQS, telemetry, shutdown) come from
 //! the workspace's small crates.
 
 pub mod auth;
@@ -12,7 +13,9 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod idempotency;
+pub mod live;
 pub mod startup;
+pub mod status;
 pub mod storage;
 
 pub use config::Settings;

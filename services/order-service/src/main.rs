@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! order-service                       # serve (same as `order-service serve`)
+//! order-service status-consumer       # only apply delivery status events
 //! order-service migrate               # apply database migrations and exit
 //! order-service clients create --customer-id UUID --scope "orders:read orders:write"
 //! order-service keys generate         # print a new Ed25519 private key (PEM)
@@ -24,8 +25,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API and run the outbox relay (the default).
+    /// Serve the HTTP API, run the outbox relay and the status consumer (the default).
     Serve,
+    /// Only apply delivery status events (with /healthz, /readyz, /metrics on
+    /// HTTP_ADDR), so the API and the consumer scale as separate Deployments.
+    StatusConsumer,
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Manage OAuth2 clients.
@@ -101,6 +105,11 @@ async fn main() -> anyhow::Result<()> {
                     let created =
                         auth::clients::create(&pool, customer_id, &scope, client_id, client_secret, replace).await?;
                     println!("{}", serde_json::to_string_pretty(&created)?);
+                }
+                Command::StatusConsumer => {
+                    let settings = Settings { api_enabled: false, status_consumer_enabled: true, ..settings };
+                    let app = Application::build(settings).await?;
+                    app.run_until_stopped(shutdown::on_signal()).await?;
                 }
                 _ => {
                     let app = Application::build(settings).await?;

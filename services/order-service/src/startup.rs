@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use messaging::Publisher;
+use messaging::{Consumer, Publisher};
 use outbox::Relay;
 use redis::aio::ConnectionManagerConfig;
 use settings::ExposeSecret;
@@ -18,6 +18,8 @@ use crate::{
     config::Settings,
     http::{self, AppState},
     idempotency::Idempotency,
+    live::LiveHub,
+    status::StatusHandler,
     storage::MIGRATOR,
 };
 
@@ -26,8 +28,12 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     relay: Arc<Relay>,
+    status_consumer: Arc<Consumer<StatusHandler>>,
+    live: LiveHub,
+    pool: sqlx::PgPool,
     /// Run the relay loop (tests may drive the relay step by step instead).
     relay_enabled: bool,
+    status_consumer_enabled: bool,
     accepting: Accepting,
     shutdown_timeout: Duration,
 }
@@ -59,19 +65,27 @@ impl Application {
 
         let sqs = messaging::connect(&settings.sqs).await;
         if settings.sqs_create_queues {
-            match messaging::ensure_fifo_queue(&sqs, &settings.orders_queue, settings.sqs_max_receive_count).await {
-                Ok(urls) => tracing::info!(queue = %urls.url, dlq = %urls.dlq_url, "queue ready"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not create queues now; the relay will publish once SQS is reachable")
+            for queue in [&settings.orders_queue, &settings.status_consumer.queue] {
+                match messaging::ensure_fifo_queue(&sqs, queue, settings.sqs_max_receive_count).await {
+                    Ok(urls) => tracing::info!(queue = %urls.url, dlq = %urls.dlq_url, "queue ready"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not create the queues now; will use them once SQS is reachable")
+                    }
                 }
             }
         }
+        let status_consumer = Arc::new(Consumer::new(
+            sqs.clone(),
+            settings.status_consumer.clone(),
+            StatusHandler { pool: pool.clone() },
+        ));
         let publisher = Publisher::new(sqs);
         let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
 
         let accepting = Accepting::default();
+        let live = LiveHub::new(settings.sse_max_streams);
         let state = AppState {
-            db: pool,
+            db: pool.clone(),
             keys: Arc::new(keys),
             token_ttl: settings.jwt.ttl,
             idempotency,
@@ -83,8 +97,15 @@ impl Application {
             publisher,
             accepting: accepting.clone(),
             metrics: telemetry::Metrics::global(),
+            live: live.clone(),
+            sse_keepalive: settings.sse_keepalive,
+            sse_recheck: settings.sse_recheck,
         };
-        let router = http::router(state, settings.request_timeout);
+        let router = if settings.api_enabled {
+            http::router(state, settings.request_timeout)
+        } else {
+            http::operations_router(state, settings.request_timeout)
+        };
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
@@ -92,7 +113,11 @@ impl Application {
             listener,
             router,
             relay,
-            relay_enabled: settings.relay_enabled,
+            status_consumer,
+            live,
+            pool,
+            relay_enabled: settings.relay_enabled && settings.api_enabled,
+            status_consumer_enabled: settings.status_consumer_enabled,
             accepting,
             shutdown_timeout: settings.shutdown_timeout,
         })
@@ -111,10 +136,27 @@ impl Application {
         self.relay.clone()
     }
 
+    /// The status consumer, for tests that drive it step by step.
+    pub fn status_consumer(&self) -> Arc<Consumer<StatusHandler>> {
+        self.status_consumer.clone()
+    }
+
     /// Serves until `stop` is cancelled, then: stop accepting, finish in-flight
     /// requests, flush the outbox, all within the shutdown timeout.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut background = Background::new();
+        // Live streams end when shutdown begins, so they do not hold it open.
+        let (closing, stop_watch) = (self.live.closing(), stop.clone());
+        tokio::spawn(async move {
+            stop_watch.cancelled().await;
+            closing.cancel();
+        });
+        let (live, pool) = (self.live.clone(), self.pool.clone());
+        background.spawn("live-updates", move |token| live.listen(pool, token));
+        if self.status_consumer_enabled {
+            let consumer = self.status_consumer.clone();
+            background.spawn("status-consumer", move |token| consumer.run(token));
+        }
         if self.relay_enabled {
             let (relay, drain) = (self.relay.clone(), self.shutdown_timeout / 2);
             background.spawn("outbox-relay", move |token| relay.run(token, drain));

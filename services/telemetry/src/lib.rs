@@ -45,6 +45,14 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// Logging for tests: pretty, written through the test harness so it is shown
+/// only for failing tests. `RUST_LOG` overrides `default_filter`.
+pub fn init_test_logging(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ =
+        tracing_subscriber::registry().with(filter).with(fmt::layer().with_target(false).with_test_writer()).try_init();
+}
+
 /// The process-wide Prometheus registry behind the `metrics` macros.
 #[derive(Clone)]
 pub struct Metrics {

@@ -57,7 +57,7 @@ pub fn env_for(db: &TestDb, queues: &TestQueues) -> Vec<(String, String)> {
 
 /// A database and queues (max receive count `max_receive`) without a service.
 pub async fn fixtures(max_receive: u32) -> (TestDb, TestQueues, QueueUrls, QueueUrls) {
-    telemetry::init_logging(telemetry::LogFormat::Pretty, "warn");
+    telemetry::init_test_logging("warn");
     let db = TestDb::create(&MIGRATOR).await.expect("test database");
     let mut queues = TestQueues::new().await;
     let orders = queues.create(ORDERS, max_receive).await;

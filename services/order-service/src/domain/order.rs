@@ -24,6 +24,15 @@ impl OrderStatus {
         }
     }
 
+    /// The one status an order may move to from this one.
+    pub fn next(self) -> Option<Self> {
+        match self {
+            OrderStatus::PendingShipment => Some(OrderStatus::Shipped),
+            OrderStatus::Shipped => Some(OrderStatus::Delivered),
+            OrderStatus::Delivered => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "PENDING_SHIPMENT" => Some(OrderStatus::PendingShipment),

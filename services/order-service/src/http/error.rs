@@ -33,6 +33,8 @@ pub enum ApiError {
     IdempotencyInFlight,
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyMismatch,
+    #[error("too many open event streams")]
+    TooManyStreams,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -85,6 +87,10 @@ impl ApiError {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-mismatch", "Idempotency-Key reused")
                     .with_detail("This Idempotency-Key was already used with a different request body.")
             }
+            ApiError::TooManyStreams => Problem::unavailable(
+                "This server holds as many live streams as it may; retry shortly or poll GET /orders/{id}.",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")),
             ApiError::Database(sqlx::Error::PoolTimedOut) => {
                 Problem::unavailable("The service is overloaded; retry shortly.")
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
@@ -97,8 +103,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
-        if problem.status >= 500 {
-            tracing::error!(error = %self, "request failed");
+        match problem.status {
+            503 => tracing::warn!(error = %self, "request refused: service unavailable"),
+            500.. => tracing::error!(error = %self, "request failed"),
+            _ => {}
         }
         problem.into_response()
     }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod orders;
@@ -39,6 +40,12 @@ pub struct AppState {
     /// Cleared when shutdown begins; `/readyz` then answers 503.
     pub accepting: web::Accepting,
     pub metrics: telemetry::Metrics,
+    /// Fans order changes out to live streams.
+    pub live: crate::live::LiveHub,
+    /// Keep-alive comment interval of live streams.
+    pub sse_keepalive: Duration,
+    /// Live streams re-read the order at least this often, whatever the notifications.
+    pub sse_recheck: Duration,
 }
 
 #[derive(OpenApi)]
@@ -66,6 +73,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(orders::router())
+        .merge(events::router())
         .merge(health::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -74,11 +82,18 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     web::layered(router, request_timeout)
 }
 
+/// The router of a status-consumer-only process: health and metrics.
+pub fn operations_router(state: AppState, request_timeout: Duration) -> Router {
+    let (router, _) = OpenApiRouter::new().merge(health::router()).split_for_parts();
+    web::layered(router.with_state(state), request_timeout)
+}
+
 /// The OpenAPI document, for tooling (`order-service openapi`).
 pub fn openapi_json() -> String {
     let (_, openapi) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(orders::router())
+        .merge(events::router())
         .merge(health::router())
         .split_for_parts();
     openapi.to_pretty_json().expect("OpenAPI document serialises")

@@ -10,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const ORDERS_QUEUE: &str = "orders-queue.fifo";
+pub const STATUS_QUEUE: &str = "delivery-status-queue.fifo";
 
 pub struct TestApp {
     pub address: String,
     pub db: TestDb,
     pub queues: TestQueues,
     pub queue_url: String,
+    pub status_queue: messaging::QueueUrls,
+    pub status_consumer: std::sync::Arc<messaging::Consumer<order_service::status::StatusHandler>>,
     pub http: Client,
     pub keys_pem: String,
     pub stop: CancellationToken,
@@ -51,6 +54,10 @@ pub fn base_env(db: &TestDb, queues: &TestQueues, keys_pem: &str) -> Vec<(String
         ("REDIS_KEY_PREFIX", format!("{}:", queues.prefix)),
         ("SQS_ENDPOINT_URL", testkit::sqs_endpoint()),
         ("ORDERS_QUEUE", queues.name(ORDERS_QUEUE)),
+        ("DELIVERY_STATUS_QUEUE", queues.name(STATUS_QUEUE)),
+        ("STATUS_CONSUMER_ENABLED", "false".to_owned()),
+        ("CONSUMER_WAIT_TIME", "1s".to_owned()),
+        ("CONSUMER_VISIBILITY_TIMEOUT", "2s".to_owned()),
         ("JWT_PRIVATE_KEY", keys_pem.to_owned()),
         ("OUTBOX_POLL_INTERVAL", "100ms".to_owned()),
         ("OUTBOX_BREAKER_COOLDOWN", "200ms".to_owned()),
@@ -62,10 +69,11 @@ pub fn base_env(db: &TestDb, queues: &TestQueues, keys_pem: &str) -> Vec<(String
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    telemetry::init_logging(telemetry::LogFormat::Pretty, "warn");
+    telemetry::init_test_logging("warn");
     let db = TestDb::create(&MIGRATOR).await.expect("create test database");
     let mut queues = TestQueues::new().await;
     let urls = queues.create(ORDERS_QUEUE, 5).await;
+    let status_queue = queues.create(STATUS_QUEUE, 3).await;
     let keys_pem = generate_private_key_pem();
     let mut env = base_env(&db, &queues, &keys_pem);
     env.extend(options.env);
@@ -73,6 +81,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let app = Application::build(Settings { relay_enabled: options.relay_loop, ..settings }).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let relay = app.relay();
+    let status_consumer = app.status_consumer();
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let stop = stop.clone();
@@ -83,6 +92,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         db,
         queues,
         queue_url: urls.url,
+        status_queue,
+        status_consumer,
         http: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         keys_pem,
         stop,
@@ -181,6 +192,27 @@ impl TestApp {
     /// Receives (and deletes) messages from the test's orders queue.
     pub async fn receive(&self, want: usize) -> Vec<aws_sdk_sqs::types::Message> {
         self.queues.drain(&self.queue_url, want, Duration::from_secs(10)).await
+    }
+}
+
+impl TestApp {
+    /// Sends a delivery status event to the test's status queue.
+    pub async fn send_status<P: envelope::EventPayload>(&self, event: &envelope::Envelope<P>) {
+        self.queues
+            .client
+            .send_message()
+            .queue_url(&self.status_queue.url)
+            .message_body(event.to_json())
+            .message_group_id(event.order_id.to_string())
+            .message_deduplication_id(event.event_id.to_string())
+            .send()
+            .await
+            .expect("send status event");
+    }
+
+    /// One receive-and-handle step of the status consumer.
+    pub async fn poll_status(&self) -> messaging::PollOutcome {
+        self.status_consumer.poll_once(&tokio_util::sync::CancellationToken::new()).await.expect("poll status queue")
     }
 }
 

@@ -4,9 +4,11 @@
 
 mod auth;
 mod cli;
+mod events;
 mod health;
 mod helpers;
 mod idempotency;
 mod jwt;
 mod orders;
 mod outbox;
+mod status;

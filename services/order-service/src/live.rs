@@ -1,0 +1,184 @@
+//! Live order updates for Server-Sent Event streams, across replicas.
+//!
+//! The status consumer commits each change with `pg_notify('order_events',
+//! order_id)`. Every order-service process LISTENs on that channel (one
+//! connection per process, in [`LiveHub::listen`]) and bumps a per-order
+//! `watch` channel that the streams of that order in this process wait on. So
+//! a change applied by any replica reaches streams held by every replica, and
+//! only after its transaction committed (PostgreSQL delivers notifications at
+//! commit), which is why PostgreSQL, not Redis pub/sub, carries them: the
+//! notification can never overtake the data, and Redis is optional here.
+//!
+//! A `watch` channel keeps only the latest value, so a slow stream costs one
+//! slot however many changes it misses; it re-reads the history from the
+//! database when it wakes. If the LISTEN connection drops, every stream is
+//! woken on reconnect to re-check, and streams also re-check periodically.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use shutdown::CancellationToken;
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::status::NOTIFY_CHANNEL;
+
+#[derive(Clone)]
+pub struct LiveHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    orders: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+    open: AtomicUsize,
+    max_streams: usize,
+    /// Cancelled when the process begins to shut down: streams end so that
+    /// graceful shutdown is not held open (clients resume with Last-Event-ID).
+    closing: CancellationToken,
+}
+
+/// Too many streams are open in this process.
+#[derive(Debug)]
+pub struct AtCapacity;
+
+/// One stream's interest in one order; dropping it frees the slot.
+pub struct Subscription {
+    hub: LiveHub,
+    order_id: Uuid,
+    pub changes: watch::Receiver<u64>,
+}
+
+impl LiveHub {
+    pub fn new(max_streams: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                orders: Mutex::default(),
+                open: AtomicUsize::new(0),
+                max_streams,
+                closing: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Streams open in this process.
+    pub fn open_streams(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    pub fn closing(&self) -> CancellationToken {
+        self.inner.closing.clone()
+    }
+
+    /// Registers a stream for `order_id`, unless the process is at its limit.
+    pub fn subscribe(&self, order_id: Uuid) -> Result<Subscription, AtCapacity> {
+        let open = self.inner.open.fetch_add(1, Ordering::SeqCst);
+        if open >= self.inner.max_streams {
+            self.inner.open.fetch_sub(1, Ordering::SeqCst);
+            return Err(AtCapacity);
+        }
+        metrics::gauge!("sse_streams_open").set((open + 1) as f64);
+        let changes = self
+            .inner
+            .orders
+            .lock()
+            .expect("hub lock")
+            .entry(order_id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        Ok(Subscription { hub: self.clone(), order_id, changes })
+    }
+
+    /// Wakes the streams of `order_id` in this process.
+    pub fn notify(&self, order_id: Uuid) {
+        if let Some(tx) = self.inner.orders.lock().expect("hub lock").get(&order_id) {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn notify_all(&self) {
+        for tx in self.inner.orders.lock().expect("hub lock").values() {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// LISTENs for order changes until `stop`, reconnecting after failures.
+    pub async fn listen(self, pool: PgPool, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        while !stop.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for order changes; retrying");
+                    tokio::select! { () = stop.cancelled() => break, () = tokio::time::sleep(backoff) => {} }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                continue;
+            }
+            backoff = Duration::from_millis(200);
+            // Anything may have changed while we were not listening.
+            self.notify_all();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    n = listener.try_recv() => match n {
+                        Ok(Some(n)) => match Uuid::parse_str(n.payload()) {
+                            Ok(id) => self.notify(id),
+                            Err(_) => tracing::warn!(payload = n.payload(), "ignoring a malformed order notification"),
+                        },
+                        Ok(None) => { self.notify_all(); } // connection lost and re-established by sqlx
+                        Err(e) => {
+                            tracing::warn!(error = %e, "order notification listener failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let inner = &self.hub.inner;
+        let open = inner.open.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("sse_streams_open").set(open as f64);
+        let mut orders = inner.orders.lock().expect("hub lock");
+        // The receiver in `self.changes` is still alive here, hence `<= 1`.
+        if orders.get(&self.order_id).is_some_and(|tx| tx.receiver_count() <= 1) {
+            orders.remove(&self.order_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn limits_open_streams_and_frees_slots_on_drop() {
+        let hub = LiveHub::new(2);
+        let id = Uuid::now_v7();
+        let a = hub.subscribe(id).unwrap();
+        let _b = hub.subscribe(Uuid::now_v7()).unwrap();
+        assert!(hub.subscribe(id).is_err());
+        drop(a);
+        assert_eq!(hub.open_streams(), 1);
+        let mut c = hub.subscribe(id).unwrap();
+        hub.notify(id);
+        assert!(c.changes.has_changed().unwrap());
+        c.changes.mark_unchanged();
+        hub.notify(Uuid::now_v7());
+        assert!(!c.changes.has_changed().unwrap(), "other orders' changes do not wake this stream");
+    }
+}

@@ -1,0 +1,168 @@
+//! Applying delivery status events (`order-shipped`, `order-delivered` from
+//! `delivery-status-queue.fifo`) to orders, with the shared consumer loop.
+//!
+//! Each event is applied in one transaction with its inbox record: the order
+//! moves one step forward, gains a history row stamped with the event's time,
+//! and a `pg_notify('order_events', order_id)` wakes every replica's live
+//! streams at commit. A duplicate or stale event (the order is already there or
+//! beyond) is acknowledged and changes nothing. An event for an unknown order,
+//! or one that would skip a step, is logged, counted and rejected so it ends in
+//! the dead-letter queue instead of being retried forever.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use envelope::Event;
+use messaging::{Disposition, Handler, Received};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::OrderStatus;
+
+/// The PostgreSQL channel that announces order changes to live streams.
+pub const NOTIFY_CHANNEL: &str = "order_events";
+
+pub struct StatusHandler {
+    pub pool: PgPool,
+}
+
+/// What applying one event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Moved(OrderStatus),
+    /// Seen before, or the order is already at or past this status.
+    Unchanged,
+    UnknownOrder,
+    /// The event would skip a step (e.g. delivered before shipped).
+    Impossible {
+        from: OrderStatus,
+        to: OrderStatus,
+    },
+}
+
+struct Change {
+    order_id: Uuid,
+    event_id: Uuid,
+    to: OrderStatus,
+    at: DateTime<Utc>,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+}
+
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl Handler for StatusHandler {
+    async fn handle(&self, message: &Received) -> Disposition {
+        let change = match Event::decode(&message.body) {
+            Ok(Event::OrderShipped(e)) => Change {
+                order_id: e.order_id,
+                event_id: e.event_id,
+                to: OrderStatus::Shipped,
+                at: e.payload.shipped_at,
+                carrier: Some(e.payload.carrier),
+                tracking_number: Some(e.payload.tracking_number),
+            },
+            Ok(Event::OrderDelivered(e)) => Change {
+                order_id: e.order_id,
+                event_id: e.event_id,
+                to: OrderStatus::Delivered,
+                at: e.payload.delivered_at,
+                carrier: None,
+                tracking_number: None,
+            },
+            Ok(other) => {
+                metrics::counter!("messages_rejected_total", "reason" => "unexpected_type").increment(1);
+                return Disposition::Reject {
+                    reason: format!("unexpected {} event on the status queue", other.event_type()),
+                };
+            }
+            Err(e) => {
+                metrics::counter!("messages_rejected_total", "reason" => e.kind()).increment(1);
+                return Disposition::Reject { reason: e.to_string() };
+            }
+        };
+        match apply(&self.pool, &change).await {
+            Ok(Applied::Moved(status)) => {
+                tracing::info!(order_id = %change.order_id, event_id = %change.event_id, status = status.as_str(), "order status changed");
+                Disposition::Ack
+            }
+            Ok(Applied::Unchanged) => {
+                metrics::counter!("messages_duplicate_total", "queue" => "status").increment(1);
+                tracing::info!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
+                Disposition::Ack
+            }
+            Ok(Applied::UnknownOrder) => {
+                metrics::counter!("messages_rejected_total", "reason" => "unknown_order").increment(1);
+                Disposition::Reject { reason: format!("no order {}", change.order_id) }
+            }
+            Ok(Applied::Impossible { from, to }) => {
+                metrics::counter!("messages_rejected_total", "reason" => "impossible_transition").increment(1);
+                Disposition::Reject {
+                    reason: format!("order {} cannot go from {} to {}", change.order_id, from.as_str(), to.as_str()),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(order_id = %change.order_id, error = %e, "could not apply the status event; will retry");
+                Disposition::Retry { after: RETRY_AFTER }
+            }
+        }
+    }
+}
+
+#[tracing::instrument(name = "db.apply_status", skip_all, fields(db.system = "postgresql", order_id = %change.order_id, event_id = %change.event_id))]
+async fn apply(pool: &PgPool, change: &Change) -> Result<Applied, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let current: Option<(String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT status, created_at FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(change.order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((current, created_at)) = current else {
+        return Ok(Applied::UnknownOrder); // rolled back: nothing recorded
+    };
+    let from = OrderStatus::parse(&current).unwrap_or(OrderStatus::PendingShipment);
+    if from >= change.to {
+        outbox::inbox::record_once(&mut tx, change.event_id).await?;
+        tx.commit().await?;
+        return Ok(Applied::Unchanged);
+    }
+    if from.next() != Some(change.to) {
+        return Ok(Applied::Impossible { from, to: change.to });
+    }
+    if !outbox::inbox::record_once(&mut tx, change.event_id).await? {
+        tx.commit().await?;
+        return Ok(Applied::Unchanged);
+    }
+    sqlx::query(
+        "UPDATE orders SET status = $2, carrier = COALESCE($3, carrier), tracking_number = COALESCE($4, tracking_number),
+           updated_at = $5 WHERE id = $1",
+    )
+    .bind(change.order_id)
+    .bind(change.to.as_str())
+    .bind(&change.carrier)
+    .bind(&change.tracking_number)
+    .bind(change.at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO order_status_history (order_id, seq, status, at)
+         SELECT $1, COALESCE(max(seq), 0) + 1, $2, $3 FROM order_status_history WHERE order_id = $1",
+    )
+    .bind(change.order_id)
+    .bind(change.to.as_str())
+    .bind(change.at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(change.order_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    metrics::counter!("orders_status_changes_total", "status" => change.to.as_str()).increment(1);
+    if change.to == OrderStatus::Delivered {
+        let took = (change.at - created_at).to_std().unwrap_or_default();
+        metrics::histogram!("order_delivery_duration_seconds").record(took.as_secs_f64());
+    }
+    Ok(Applied::Moved(change.to))
+}
