@@ -1,0 +1,209 @@
+//! The end-to-end harness: the real `order-service` and `delivery-service`
+//! binaries as processes, on their own databases and queues, against the real
+//! PostgreSQL, Redis and SQS emulator. Set `E2E_LOGS=1` to see the services'
+//! logs.
+//!
+//! The binaries are the ones cargo built beside this test (`cargo test
+//! --workspace` builds every binary before running any test).
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use testkit::{TestDb, TestQueues};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+pub const ORDERS: &str = "orders-queue.fifo";
+pub const STATUS: &str = "delivery-status-queue.fifo";
+
+/// `target/<profile>/`, where cargo put the service binaries.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build the services first (cargo build --bins)", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running service process, killed when dropped.
+pub struct Service {
+    pub url: String,
+    child: Child,
+}
+
+impl Service {
+    async fn start(binary: &str, env: Vec<(String, String)>) -> Self {
+        let port = free_port();
+        let logs = std::env::var_os("E2E_LOGS").is_some();
+        let child = Command::new(bin(binary))
+            .envs(env)
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", if logs { "info" } else { "warn" })
+            .stdout(if logs { Stdio::inherit() } else { Stdio::null() })
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Self { url, child };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{binary} did not become ready on {url}");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+}
+
+/// Options of a system under test.
+pub struct Options {
+    /// order-service processes; the first applies status events, the others
+    /// only serve (so a stream on them sees changes applied elsewhere).
+    pub order_replicas: usize,
+    pub ship_after: &'static str,
+    pub deliver_after: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { order_replicas: 1, ship_after: "300ms", deliver_after: "300ms" }
+    }
+}
+
+/// Both services, their databases and queues, and a registered client.
+pub struct System {
+    pub orders_db: TestDb,
+    pub delivery_db: TestDb,
+    pub queues: TestQueues,
+    pub order_services: Vec<Service>,
+    pub delivery: Service,
+    pub client_id: String,
+    pub client_secret: String,
+    pub customer_id: Uuid,
+    pub http: reqwest::Client,
+}
+
+impl System {
+    pub async fn start(options: Options) -> Self {
+        telemetry::init_test_logging("warn");
+        let orders_db = TestDb::create(&order_service::storage::MIGRATOR).await.expect("orders database");
+        let delivery_db = TestDb::create(&delivery_service::MIGRATOR).await.expect("delivery database");
+        let mut queues = TestQueues::new().await;
+        queues.create(ORDERS, 5).await;
+        queues.create(STATUS, 5).await;
+        let key = order_service::auth::keys::generate_private_key_pem();
+        let customer_id = Uuid::now_v7();
+        let pool = orders_db.pool().await;
+        let client =
+            order_service::auth::clients::create(&pool, customer_id, "orders:read orders:write", None, None, false)
+                .await
+                .expect("register client");
+
+        let common = |db: &TestDb| {
+            vec![
+                ("DATABASE_URL".to_owned(), db.url.clone()),
+                ("SQS_ENDPOINT_URL".to_owned(), testkit::sqs_endpoint()),
+                ("ORDERS_QUEUE".to_owned(), queues.name(ORDERS)),
+                ("DELIVERY_STATUS_QUEUE".to_owned(), queues.name(STATUS)),
+                ("CONSUMER_WAIT_TIME".to_owned(), "2s".to_owned()),
+                ("OUTBOX_POLL_INTERVAL".to_owned(), "200ms".to_owned()),
+            ]
+        };
+        let delivery = {
+            let mut env = common(&delivery_db);
+            env.extend([
+                ("SHIP_AFTER".to_owned(), options.ship_after.to_owned()),
+                ("DELIVER_AFTER".to_owned(), options.deliver_after.to_owned()),
+                ("STEP_JITTER".to_owned(), "100ms".to_owned()),
+                ("SCHEDULER_INTERVAL".to_owned(), "100ms".to_owned()),
+            ]);
+            Service::start("delivery-service", env).await
+        };
+        let mut order_services = Vec::new();
+        for replica in 0..options.order_replicas.max(1) {
+            let mut env = common(&orders_db);
+            env.extend([
+                ("JWT_PRIVATE_KEY".to_owned(), key.clone()),
+                ("REDIS_URL".to_owned(), testkit::redis_url()),
+                ("REDIS_KEY_PREFIX".to_owned(), format!("{}:", queues.prefix)),
+                ("STATUS_CONSUMER_ENABLED".to_owned(), (replica == 0).to_string()),
+            ]);
+            order_services.push(Service::start("order-service", env).await);
+        }
+        Self {
+            orders_db,
+            delivery_db,
+            queues,
+            order_services,
+            delivery,
+            client_id: client.client_id,
+            client_secret: client.client_secret,
+            customer_id,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The first order-service's base URL.
+    pub fn api(&self) -> &str {
+        &self.order_services[0].url
+    }
+
+    pub async fn token(&self) -> String {
+        let resp: Value = self
+            .http
+            .post(format!("{}/auth/token", self.api()))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resp["access_token"].as_str().expect("token issued").to_owned()
+    }
+
+    /// Places an order with a distinct SKU; returns the created order.
+    pub async fn place(&self, token: &str, sku: &str) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}/orders", self.api()))
+            .bearer_auth(token)
+            .json(&order_body(sku))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn order(&self, token: &str, id: &str) -> Value {
+        self.http
+            .get(format!("{}/orders/{id}", self.api()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn order_body(sku: &str) -> Value {
+    json!({
+        "currency": "EUR",
+        "items": [{"sku": sku, "quantity": 2, "unit_price_minor": 1299}],
+        "shipping_address": {"name": "Ada Lovelace", "line1": "12 Example Street", "line2": null,
+                             "city": "London", "postal_code": "N1 9GU", "country": "GB"}
+    })
+}
