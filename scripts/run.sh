@@ -18,7 +18,7 @@ done
 
 step "building the services (cargo build; the first build takes a few minutes)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
-cargo build --quiet --bin order-service --bin delivery-service
+cargo build --quiet --bin order-service --bin delivery-service --bin orderflow
 BIN="$CARGO_TARGET_DIR/debug"
 ok "built into $BIN"
 
@@ -64,39 +64,30 @@ DATABASE_URL="$PGURL/orderflow_orders" JWT_PRIVATE_KEY_FILE="$KEY" LOG_FORMAT=pr
   --customer-id 01900000-0000-7000-8000-00000000d3a0 --scope "orders:read orders:write" --replace >/dev/null
 ok "client demo registered"
 
-step "placing a demo order"
-TOKEN=$(curl -fsS -u demo:demo-secret -d grant_type=client_credentials http://127.0.0.1:8080/auth/token |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-ORDER=$(curl -fsS http://127.0.0.1:8080/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  -H "Idempotency-Key: demo-$(date +%s)" \
-  -d '{"currency":"EUR","items":[{"sku":"SKU-123","quantity":2,"unit_price_minor":1299}],
-       "shipping_address":{"name":"Ada Lovelace","line1":"12 Example Street","line2":null,"city":"London","postal_code":"N1 9GU","country":"GB"}}')
+export ORDERFLOW_URL=http://127.0.0.1:8080 ORDERFLOW_CLIENT_ID=demo ORDERFLOW_CLIENT_SECRET=demo-secret
+step "placing a demo order (orderflow orders create)"
+ORDER=$("$BIN/orderflow" --json orders create --idempotency-key "demo-$(date +%s)" --currency EUR \
+  --item SKU-123:2:1299 --name "Ada Lovelace" --line1 "12 Example Street" --city London --postal-code "N1 9GU" --country GB)
 echo "$ORDER" | python3 -m json.tool
 ORDER_ID=$(echo "$ORDER" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 
-step "following the shipment of order $ORDER_ID (delivery-service, GET /shipments/{order_id})"
-last=""
-for _ in $(seq 1 300); do
-  shipment=$(curl -fsS "http://127.0.0.1:8081/shipments/$ORDER_ID" 2>/dev/null || true)
-  status=$(echo "$shipment" | python3 -c 'import json,sys
-try: d=json.load(sys.stdin); print(d["status"], d.get("carrier") or "", d.get("tracking_number") or "")
-except Exception: print("")' 2>/dev/null)
-  if [ -n "$status" ] && [ "$status" != "$last" ]; then
-    ok "$(date +%T) shipment $status"
-    last="$status"
-  fi
-  case "$status" in DELIVERED*) break ;; esac
-  sleep 0.2
-done
-case "$last" in DELIVERED*) ;; *) warn "the shipment did not reach DELIVERED within 60s; see $RUN_DIR/delivery-service.log" ;; esac
+step "watching order $ORDER_ID live until DELIVERED (orderflow orders watch)"
+timeout 120 "$BIN/orderflow" orders watch "$ORDER_ID" || warn "the order did not reach DELIVERED in time; see $RUN_DIR/*.log"
+"$BIN/orderflow" orders get "$ORDER_ID"
 
 cat <<MSG
 
-$(printf '\033[1;32m')orderflow is running.$(printf '\033[0m') Try:
+$(printf '\033[1;32m')orderflow is running.$(printf '\033[0m') Try the CLI ($BIN/orderflow) or curl:
+
+  export ORDERFLOW_URL=http://127.0.0.1:8080 ORDERFLOW_CLIENT_ID=demo ORDERFLOW_CLIENT_SECRET=demo-secret
+  $BIN/orderflow orders list
+  $BIN/orderflow orders create --item SKU-9:1:500 --name "Grace Hopper" --line1 "1 Navy Way" --city Arlington --postal-code 22201 --country US
+  $BIN/orderflow orders watch $ORDER_ID
 
   TOKEN=\$(curl -s -u demo:demo-secret -d grant_type=client_credentials http://127.0.0.1:8080/auth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s http://127.0.0.1:8080/orders/$ORDER_ID -H "Authorization: Bearer \$TOKEN"
   curl -s http://127.0.0.1:8080/orders -H "Authorization: Bearer \$TOKEN"
+  curl -N http://127.0.0.1:8080/orders/$ORDER_ID/events -H "Authorization: Bearer \$TOKEN"
   curl -s http://127.0.0.1:8080/readyz
   curl -s http://127.0.0.1:8080/openapi.json
   curl -s http://127.0.0.1:8081/shipments/$ORDER_ID      # delivery-service, internal

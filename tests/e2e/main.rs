@@ -150,3 +150,56 @@ async fn two_hundred_concurrent_orders_all_reach_delivered_consistently() {
     let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&delivery_pool).await.unwrap();
     assert_eq!(unsent, 0);
 }
+
+/// The command-line client against the real services: create, then watch to DELIVERED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_places_an_order_and_watches_it_to_delivered() {
+    let sys = System::start(Options::default()).await;
+    let cli = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(e2e::bin("orderflow"));
+        cmd.args(args)
+            .env("ORDERFLOW_URL", sys.api())
+            .env("ORDERFLOW_CLIENT_ID", &sys.client_id)
+            .env("ORDERFLOW_CLIENT_SECRET", &sys.client_secret);
+        cmd
+    };
+    let created = cli(&[
+        "--json",
+        "orders",
+        "create",
+        "--item",
+        "CLI-1:3:250",
+        "--name",
+        "Ada Lovelace",
+        "--line1",
+        "12 Example Street",
+        "--city",
+        "London",
+        "--postal-code",
+        "N1 9GU",
+        "--country",
+        "GB",
+        "--idempotency-key",
+        "cli-e2e",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let order: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(order["total_minor"], 750);
+    let id = order["id"].as_str().unwrap();
+
+    let watched = tokio::time::timeout(Duration::from_secs(60), cli(&["--json", "orders", "watch", id]).output())
+        .await
+        .expect("watch ends after DELIVERED")
+        .unwrap();
+    assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8(watched.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let statuses: Vec<&str> = lines.iter().map(|l| l["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["PENDING_SHIPMENT", "SHIPPED", "DELIVERED"]);
+
+    let missing = cli(&["orders", "get", &uuid::Uuid::now_v7().to_string()]).output().await.unwrap();
+    assert_eq!(missing.status.code(), Some(4), "not found has its own exit code");
+}

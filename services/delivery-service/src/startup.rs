@@ -85,7 +85,6 @@ impl Application {
     /// and lets the relay flush, within the shutdown timeout.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut background = Background::new();
-        // Producers of outbox rows first: the relay stops last and flushes what they wrote.
         if self.settings.consumer_enabled {
             let consumer = self.consumer.clone();
             background.spawn("consumer", move |token| consumer.run(token));
@@ -96,7 +95,7 @@ impl Application {
         }
         if self.settings.relay_enabled {
             let (relay, drain) = (self.relay.clone(), self.settings.shutdown_timeout / 2);
-            background.spawn("outbox-relay", move |token| relay.run(token, drain));
+            background.spawn_last("outbox-relay", move |token| relay.run(token, drain));
         }
         web::serve::run(
             "delivery-service",

@@ -190,12 +190,22 @@ impl<H: Handler> Consumer<H> {
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send();
-        // A receive cut short by shutdown may have claimed messages: they become
-        // visible again after the visibility timeout. Nothing is lost.
-        let messages = tokio::select! {
-            result = receive => result.map_err(|e| self.error(e))?.messages.unwrap_or_default(),
-            () = stop.cancelled() => return Ok(PollOutcome::default()),
+        // On shutdown an in-flight long poll is not abandoned: SQS would still
+        // hand it messages, which would then stay invisible until their
+        // visibility timeout. It is awaited (at most its wait time) and whatever
+        // it brings is released at once, unstarted.
+        tokio::pin!(receive);
+        let (messages, stopping) = tokio::select! {
+            result = &mut receive => (result.map_err(|e| self.error(e))?.messages.unwrap_or_default(), false),
+            () = stop.cancelled() => (receive.await.map_err(|e| self.error(e))?.messages.unwrap_or_default(), true),
         };
+        if stopping {
+            let handles: Vec<(String, i32)> =
+                messages.into_iter().filter_map(|m| Some((m.receipt_handle?, 0))).collect();
+            let released = handles.len();
+            self.change_visibility(&url, handles).await?;
+            return Ok(PollOutcome { received: released, released, ..PollOutcome::default() });
+        }
         tracing::Span::current().record("received", messages.len());
         if messages.is_empty() {
             return Ok(PollOutcome::default());

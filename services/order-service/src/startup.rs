@@ -159,7 +159,7 @@ impl Application {
         }
         if self.relay_enabled {
             let (relay, drain) = (self.relay.clone(), self.shutdown_timeout / 2);
-            background.spawn("outbox-relay", move |token| relay.run(token, drain));
+            background.spawn_last("outbox-relay", move |token| relay.run(token, drain));
         }
         web::serve::run(
             "order-service",

@@ -62,13 +62,15 @@ pub async fn drain_deadline(limit: Duration, drain: impl Future<Output = ()>) ->
 }
 
 /// The background loops of a service (consumers, schedulers, the outbox
-/// relay), stopped one after another in the order they were spawned: spawn the
-/// loops that write outbox rows before the relay, and the relay's final flush
-/// sees everything they wrote. Each loop must return once its token is
+/// relay). On [`Background::stop`] the loops spawned with [`Background::spawn`]
+/// are stopped together and awaited; then those spawned with
+/// [`Background::spawn_last`] (the outbox relay), so the relay's final flush sees
+/// every row the others wrote. Each loop must return once its token is
 /// cancelled, after finishing the unit of work in hand.
 #[derive(Default)]
 pub struct Background {
-    tasks: Vec<(&'static str, CancellationToken, JoinHandle<()>)>,
+    first: Vec<(&'static str, CancellationToken, JoinHandle<()>)>,
+    last: Vec<(&'static str, CancellationToken, JoinHandle<()>)>,
 }
 
 impl Background {
@@ -76,24 +78,47 @@ impl Background {
         Self::default()
     }
 
-    /// Spawns `make(token)`.
-    pub fn spawn<F, Fut>(&mut self, name: &'static str, make: F)
+    fn start<F, Fut>(make: F) -> (CancellationToken, JoinHandle<()>)
     where
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let token = CancellationToken::new();
         let task = tokio::spawn(make(token.clone()));
-        self.tasks.push((name, token, task));
+        (token, task)
     }
 
-    /// Stops the loops in spawn order, each after the previous one finished.
+    /// Spawns `make(token)`, stopped in the first group.
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, make: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (token, task) = Self::start(make);
+        self.first.push((name, token, task));
+    }
+
+    /// Spawns `make(token)`, stopped only after the first group has finished.
+    pub fn spawn_last<F, Fut>(&mut self, name: &'static str, make: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (token, task) = Self::start(make);
+        self.last.push((name, token, task));
+    }
+
+    /// Stops the first group, then the last.
     pub async fn stop(self) {
-        for (name, token, task) in self.tasks {
-            token.cancel();
-            match task.await {
-                Ok(()) => tracing::debug!(task = name, "background loop stopped"),
-                Err(e) => tracing::error!(task = name, error = %e, "background loop panicked"),
+        for group in [self.first, self.last] {
+            for (_, token, _) in &group {
+                token.cancel();
+            }
+            for (name, _, task) in group {
+                match task.await {
+                    Ok(()) => tracing::debug!(task = name, "background loop stopped"),
+                    Err(e) => tracing::error!(task = name, error = %e, "background loop panicked"),
+                }
             }
         }
     }

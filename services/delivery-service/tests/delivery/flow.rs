@@ -160,3 +160,24 @@ async fn an_sqs_outage_loses_nothing() {
     }
     assert_eq!(d.count("SELECT count(*) FROM shipments WHERE status = 'DELIVERED'").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_a_long_poll_in_flight_releases_what_it_brings() {
+    let d = spawn(5, vec![("CONSUMER_WAIT_TIME", "3s")]).await;
+    let stop = shutdown::CancellationToken::new();
+    let poll = tokio::spawn({
+        let (consumer, stop) = (d.consumer.clone(), stop.clone());
+        async move { consumer.poll_once(&stop).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the long poll is now waiting
+    stop.cancel();
+    let order_id = Uuid::now_v7();
+    d.send_event(&order_created(order_id)).await;
+    let outcome = poll.await.unwrap();
+    assert_eq!((outcome.released, outcome.acked), (1, 0), "received after stop: released unstarted");
+    assert_eq!(d.count("SELECT count(*) FROM shipments").await, 0);
+    // Released means visible again now, not after the visibility timeout.
+    let again = d.poll().await;
+    assert_eq!(again.acked, 1);
+    assert_eq!(d.count("SELECT count(*) FROM shipments").await, 1);
+}
