@@ -42,7 +42,7 @@ INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response
   VALUES ('01900000-0000-7000-8000-0000000be7c4', 'f:' || :eid::text, '\x00', :oid::uuid, 201, '{"id": "x"}', now() + interval '10 seconds');
 INSERT INTO orders (id, customer_id, status, currency, items, total_minor, shipping_address, created_at, updated_at)
   VALUES (:oid::uuid, '01900000-0000-7000-8000-0000000be7c4', 'PENDING_SHIPMENT', 'EUR',
-          jsonb_build_array(jsonb_build_object('sku', 'PGB', 'quantity', :qty, 'unit_price_minor', 1000)), :qty * 1000,
+          jsonb_build_array(jsonb_build_object('sku', 'PGB', 'quantity', :qty::int, 'unit_price_minor', 1000)), :qty::int * 1000,
           '{"name": "Load Test", "line1": "1 Bench Road", "line2": null, "city": "London", "postal_code": "N1", "country": "GB"}',
           now(), now());
 INSERT INTO order_status_history (order_id, seq, status, at) VALUES (:oid::uuid, 1, 'PENDING_SHIPMENT', now());
@@ -59,18 +59,23 @@ SVC=$!
 trap 'kill $SVC 2>/dev/null; rm -f "$KEY" "$PGB"; psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
+# summary JSON: one human line from a loadgen --json result.
+summary() {
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f orders/s, p50 %.1f ms, p99 %.1f ms, %d errors" % (d["rate"], d["p50_ms"], d["p99_ms"], d["errors"]))' "$1"
+}
+
 LG=("$BIN/loadgen" --url "http://127.0.0.1:$PORT" --client-id bench --client-secret bench-secret --concurrency "$CONCURRENCY")
 "${LG[@]}" --duration 2s >/dev/null # warm-up: connections, prepared statements
 step "closed loop: $CONCURRENCY concurrent clients, ${SECONDS_PER_RUN}s"
 FULL=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
 RATE=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$FULL")
-ok "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"{d[\"rate\"]:.0f} orders/s, p50 {d[\"p50_ms\"]:.1f} ms, p99 {d[\"p99_ms\"]:.1f} ms, {d[\"errors\"]} errors")' "$FULL")"
+ok "$(summary "$FULL")"
 
 HALF=$((RATE / 2))
 step "open loop at half that rate: $HALF orders/s, ${SECONDS_PER_RUN}s"
 HALFRUN=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --rate "$HALF" --json)
-P99=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["p99_ms"])' "$HALFRUN")
-ok "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"{d[\"rate\"]:.0f} orders/s, p50 {d[\"p50_ms\"]:.1f} ms, p99 {d[\"p99_ms\"]:.1f} ms, {d[\"errors\"]} errors")' "$HALFRUN")"
+P99=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["p99_ms"], 1))' "$HALFRUN")
+ok "$(summary "$HALFRUN")"
 
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SVC/status")
 BACKLOG=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM outbox")

@@ -38,7 +38,7 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     /// Shipments advanced per scheduler transaction (`SCHEDULER_BATCH`).
     pub scheduler_batch: u32,
-    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`).
+    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`).
     pub relay: RelayConfig,
     /// Which loops run in this process (`CONSUMER_ENABLED`, `SCHEDULER_ENABLED`,
     /// `OUTBOX_RELAY_ENABLED`); tests drive them step by step instead.
@@ -53,7 +53,6 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env(mut env: Env) -> Result<Self, settings::ConfigError> {
-        let relay = RelayConfig::default();
         let orders_queue: String = env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned());
         let s = Settings {
             http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081))),
@@ -69,11 +68,7 @@ impl Settings {
             step_jitter: env.duration("STEP_JITTER", Duration::from_millis(500)),
             scheduler_interval: env.duration("SCHEDULER_INTERVAL", Duration::from_millis(250)),
             scheduler_batch: env.get("SCHEDULER_BATCH", 50),
-            relay: RelayConfig {
-                poll_interval: env.duration("OUTBOX_POLL_INTERVAL", relay.poll_interval),
-                breaker_cooldown: env.duration("OUTBOX_BREAKER_COOLDOWN", relay.breaker_cooldown),
-                ..relay
-            },
+            relay: RelayConfig::from_env(&mut env),
             consumer_enabled: env.flag("CONSUMER_ENABLED", true),
             scheduler_enabled: env.flag("SCHEDULER_ENABLED", true),
             relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),

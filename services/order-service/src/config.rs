@@ -61,7 +61,7 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Run the outbox relay in this process (`OUTBOX_RELAY_ENABLED`).
     pub relay_enabled: bool,
-    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`).
+    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`).
     pub relay: RelayConfig,
     /// Argon2 verifications allowed at once (`AUTH_HASH_CONCURRENCY`); each takes
     /// ~19 MiB, so this bounds the token endpoint's memory.
@@ -107,7 +107,6 @@ impl Settings {
                 SecretString::from(String::new())
             }
         };
-        let defaults = RelayConfig::default();
         let status_queue: String = env.get("DELIVERY_STATUS_QUEUE", "delivery-status-queue.fifo".to_owned());
         let settings = Settings {
             http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -136,11 +135,7 @@ impl Settings {
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", Duration::from_secs(10)),
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
             relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
-            relay: RelayConfig {
-                poll_interval: env.duration("OUTBOX_POLL_INTERVAL", defaults.poll_interval),
-                breaker_cooldown: env.duration("OUTBOX_BREAKER_COOLDOWN", defaults.breaker_cooldown),
-                ..defaults
-            },
+            relay: RelayConfig::from_env(&mut env),
             hash_concurrency: env.get("AUTH_HASH_CONCURRENCY", 2),
         };
         if !settings.orders_queue.ends_with(".fifo") {

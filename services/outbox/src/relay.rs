@@ -35,6 +35,27 @@ pub struct RelayConfig {
     pub breaker_max_cooldown: Duration,
     /// Longest per-row back-off after SQS refused an entry.
     pub max_row_backoff: Duration,
+    /// Relay loops per process. Each claims its own batch (`SKIP LOCKED`), so
+    /// under load several `SendMessageBatch` calls are in flight at once.
+    pub concurrency: usize,
+}
+
+impl RelayConfig {
+    /// Reads `OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN` and
+    /// `OUTBOX_RELAY_CONCURRENCY` over the defaults.
+    pub fn from_env(env: &mut settings::Env) -> Self {
+        let d = Self::default();
+        let c = Self {
+            poll_interval: env.duration("OUTBOX_POLL_INTERVAL", d.poll_interval),
+            breaker_cooldown: env.duration("OUTBOX_BREAKER_COOLDOWN", d.breaker_cooldown),
+            concurrency: env.get("OUTBOX_RELAY_CONCURRENCY", d.concurrency),
+            ..d
+        };
+        if c.concurrency == 0 {
+            env.invalid("OUTBOX_RELAY_CONCURRENCY", "must be at least 1");
+        }
+        c
+    }
 }
 
 impl Default for RelayConfig {
@@ -46,6 +67,7 @@ impl Default for RelayConfig {
             breaker_cooldown: Duration::from_secs(1),
             breaker_max_cooldown: Duration::from_secs(30),
             max_row_backoff: Duration::from_secs(60),
+            concurrency: 4,
         }
     }
 }
@@ -208,9 +230,19 @@ impl Relay {
         Ok(Outcome::Published { sent: sent.len(), refused: refused.len() })
     }
 
-    /// Runs until `cancel`, then drains for at most `drain_for`.
+    /// Runs `concurrency` loops until `cancel`, then drains for at most `drain_for`.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken, drain_for: Duration) {
-        tracing::info!("outbox relay started");
+        tracing::info!(loops = self.config.concurrency, "outbox relay started");
+        let loops: Vec<_> =
+            (0..self.config.concurrency.max(1)).map(|_| tokio::spawn(self.clone().run_loop(cancel.clone()))).collect();
+        for l in loops {
+            let _ = l.await;
+        }
+        let drained = shutdown_drain(&self, drain_for).await;
+        tracing::info!(drained, "outbox relay stopped");
+    }
+
+    async fn run_loop(self: Arc<Self>, cancel: CancellationToken) {
         let mut error_backoff = Duration::from_millis(100);
         loop {
             let pause = match self.try_publish_once().await {
@@ -224,6 +256,8 @@ impl Relay {
                 }
             };
             if pause.is_zero() {
+                // A full batch: more is probably waiting; let another loop help.
+                self.waker.wake();
                 error_backoff = Duration::from_millis(100);
                 if cancel.is_cancelled() {
                     break;
@@ -236,8 +270,6 @@ impl Relay {
                 () = tokio::time::sleep(pause) => {}
             }
         }
-        let drained = shutdown_drain(&self, drain_for).await;
-        tracing::info!(drained, "outbox relay stopped");
     }
 }
 
