@@ -4,6 +4,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
+mod traces;
+
 use e2e::{Options, System};
 use eventsource_stream::{Event, Eventsource};
 use futures::{Stream, StreamExt};

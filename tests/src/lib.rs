@@ -71,11 +71,13 @@ pub struct Options {
     pub order_replicas: usize,
     pub ship_after: &'static str,
     pub deliver_after: &'static str,
+    /// Extra environment for every service process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { order_replicas: 1, ship_after: "300ms", deliver_after: "300ms" }
+        Self { order_replicas: 1, ship_after: "300ms", deliver_after: "300ms", env: Vec::new() }
     }
 }
 
@@ -109,14 +111,16 @@ impl System {
                 .expect("register client");
 
         let common = |db: &TestDb| {
-            vec![
+            let mut env = options.env.clone();
+            env.extend([
                 ("DATABASE_URL".to_owned(), db.url.clone()),
                 ("SQS_ENDPOINT_URL".to_owned(), testkit::sqs_endpoint()),
                 ("ORDERS_QUEUE".to_owned(), queues.name(ORDERS)),
                 ("DELIVERY_STATUS_QUEUE".to_owned(), queues.name(STATUS)),
                 ("CONSUMER_WAIT_TIME".to_owned(), "2s".to_owned()),
                 ("OUTBOX_POLL_INTERVAL".to_owned(), "200ms".to_owned()),
-            ]
+            ]);
+            env
         };
         let delivery = {
             let mut env = common(&delivery_db);

@@ -32,7 +32,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init_logging(telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
+    let telemetry =
+        telemetry::init("delivery-service", telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
     let settings = match Settings::from_env(settings::Env::from_process()) {
         Ok(s) => s,
         Err(e) => {
@@ -47,5 +48,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => Application::build(settings).await?.run_until_stopped(shutdown::on_signal()).await?,
     }
+    telemetry.shutdown();
     Ok(())
 }

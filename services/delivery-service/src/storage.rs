@@ -10,6 +10,7 @@ use envelope::{Envelope, OrderCreated, OrderDelivered, OrderShipped};
 use outbox::OutboxMessage;
 use serde::Serialize;
 use sqlx::{PgPool, types::Json};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{ShipmentStatus, carrier_for, tracking_number_for};
@@ -37,9 +38,12 @@ pub async fn create_shipment(
     }
     let id = Uuid::now_v7();
     let now = Utc::now();
+    // The scheduler's later steps continue this (the message's) trace.
+    let trace = telemetry::propagation::current();
     let created: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO shipments (id, order_id, customer_id, status, shipping_address, created_at, updated_at, next_step_at)
-         VALUES ($1, $2, $3, 'PROCESSING', $4, $5, $5, $6)
+        "INSERT INTO shipments (id, order_id, customer_id, status, shipping_address, created_at, updated_at, next_step_at,
+                                traceparent, tracestate)
+         VALUES ($1, $2, $3, 'PROCESSING', $4, $5, $5, $6, $7, $8)
          ON CONFLICT (order_id) DO NOTHING RETURNING id",
     )
     .bind(id)
@@ -48,6 +52,8 @@ pub async fn create_shipment(
     .bind(Json(&event.payload.shipping_address))
     .bind(now)
     .bind(ship_at)
+    .bind(&trace.traceparent)
+    .bind(&trace.tracestate)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = created else {
@@ -77,6 +83,8 @@ struct Due {
     order_id: Uuid,
     status: String,
     next_step_at: DateTime<Utc>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
 }
 
 fn jitter(max: Duration) -> chrono::Duration {
@@ -89,11 +97,11 @@ fn jitter(max: Duration) -> chrono::Duration {
 /// Claims up to `batch` due shipments (`FOR UPDATE SKIP LOCKED`, so replicas
 /// share the work) and moves each one step on, writing its history row and its
 /// status event to the outbox in the same transaction. Returns how many moved.
-#[tracing::instrument(name = "shipments.advance", skip_all, fields(db.system = "postgresql", advanced))]
+#[tracing::instrument(name = "shipments.advance", level = "debug", skip_all, fields(db.system = "postgresql", advanced))]
 pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT id, order_id, status, next_step_at FROM shipments
+        "SELECT id, order_id, status, next_step_at, traceparent, tracestate FROM shipments
          WHERE next_step_at IS NOT NULL AND next_step_at <= now()
          ORDER BY next_step_at LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
@@ -102,86 +110,105 @@ pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<u
     .await?;
     let now = Utc::now();
     for shipment in &due {
-        let lag = (now - shipment.next_step_at).to_std().unwrap_or_default();
-        metrics::histogram!("shipment_step_lag_seconds").record(lag.as_secs_f64());
-        let Some(next) = ShipmentStatus::parse(&shipment.status).and_then(ShipmentStatus::next) else {
-            // Nothing further: clear a stray timer.
-            sqlx::query("UPDATE shipments SET next_step_at = NULL WHERE id = $1")
-                .bind(shipment.id)
-                .execute(&mut *tx)
-                .await?;
-            continue;
-        };
-        let (body, event_type, event_id) = match next {
-            ShipmentStatus::Shipped => {
-                let (carrier, tracking) = (carrier_for(shipment.id), tracking_number_for(shipment.id));
-                sqlx::query(
-                    "UPDATE shipments SET status = 'SHIPPED', carrier = $2, tracking_number = $3, shipped_at = $4,
-                       updated_at = $4, next_step_at = $5 WHERE id = $1",
-                )
-                .bind(shipment.id)
-                .bind(carrier)
-                .bind(&tracking)
-                .bind(now)
-                .bind(now + chrono::Duration::from_std(plan.deliver_after).unwrap_or_default() + jitter(plan.jitter))
-                .execute(&mut *tx)
-                .await?;
-                let event = Envelope::new(
-                    shipment.order_id,
-                    now,
-                    OrderShipped {
-                        shipment_id: shipment.id,
-                        carrier: carrier.to_owned(),
-                        tracking_number: tracking,
-                        shipped_at: now,
-                    },
-                );
-                (event.to_json(), event.event_type, event.event_id)
-            }
-            _ => {
-                sqlx::query(
-                    "UPDATE shipments SET status = 'DELIVERED', delivered_at = $2, updated_at = $2, next_step_at = NULL WHERE id = $1",
-                )
-                .bind(shipment.id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let event = Envelope::new(
-                    shipment.order_id,
-                    now,
-                    OrderDelivered { shipment_id: shipment.id, delivered_at: now },
-                );
-                (event.to_json(), event.event_type, event.event_id)
-            }
-        };
-        sqlx::query(
-            "INSERT INTO shipment_status_history (shipment_id, seq, status, at)
-             SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM shipment_status_history WHERE shipment_id = $1",
-        )
-        .bind(shipment.id)
-        .bind(next.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        outbox::enqueue(
-            &mut tx,
-            &OutboxMessage {
-                event_id,
-                destination: plan.status_queue.clone(),
-                group_id: shipment.order_id.to_string(),
-                event_type,
-                body,
-                traceparent: None,
-                tracestate: None,
-            },
-        )
-        .await?;
-        metrics::counter!("shipments_advanced_total", "to" => next.as_str()).increment(1);
-        tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.id, status = next.as_str(), "shipment advanced");
+        // Each step is a span in the order's trace (the shipment row keeps its context).
+        let span = tracing::info_span!(
+            "shipment.advance",
+            otel.name = format!("shipment {}", ShipmentStatus::parse(&shipment.status).and_then(ShipmentStatus::next).map(ShipmentStatus::as_str).unwrap_or("done")),
+            order_id = %shipment.order_id,
+            shipment_id = %shipment.id,
+            from = %shipment.status,
+        );
+        telemetry::propagation::set_parent(&span, shipment.traceparent.as_deref(), shipment.tracestate.as_deref());
+        let trace = telemetry::propagation::context_of(&span);
+        advance_one(&mut tx, shipment, plan, now, trace).instrument(span).await?;
     }
     tx.commit().await?;
     tracing::Span::current().record("advanced", due.len());
     Ok(due.len())
+}
+
+/// Moves one claimed shipment a step on, inside the caller's transaction.
+async fn advance_one(
+    tx: &mut sqlx::PgConnection,
+    shipment: &Due,
+    plan: &StepPlan,
+    now: DateTime<Utc>,
+    trace: telemetry::propagation::TraceContext,
+) -> Result<(), sqlx::Error> {
+    let lag = (now - shipment.next_step_at).to_std().unwrap_or_default();
+    metrics::histogram!("shipment_step_lag_seconds").record(lag.as_secs_f64());
+    let Some(next) = ShipmentStatus::parse(&shipment.status).and_then(ShipmentStatus::next) else {
+        // Nothing further: clear a stray timer.
+        sqlx::query("UPDATE shipments SET next_step_at = NULL WHERE id = $1")
+            .bind(shipment.id)
+            .execute(&mut *tx)
+            .await?;
+        return Ok(());
+    };
+    let (body, event_type, event_id) = match next {
+        ShipmentStatus::Shipped => {
+            let (carrier, tracking) = (carrier_for(shipment.id), tracking_number_for(shipment.id));
+            sqlx::query(
+                "UPDATE shipments SET status = 'SHIPPED', carrier = $2, tracking_number = $3, shipped_at = $4,
+                   updated_at = $4, next_step_at = $5 WHERE id = $1",
+            )
+            .bind(shipment.id)
+            .bind(carrier)
+            .bind(&tracking)
+            .bind(now)
+            .bind(now + chrono::Duration::from_std(plan.deliver_after).unwrap_or_default() + jitter(plan.jitter))
+            .execute(&mut *tx)
+            .await?;
+            let event = Envelope::new(
+                shipment.order_id,
+                now,
+                OrderShipped {
+                    shipment_id: shipment.id,
+                    carrier: carrier.to_owned(),
+                    tracking_number: tracking,
+                    shipped_at: now,
+                },
+            );
+            (event.to_json(), event.event_type, event.event_id)
+        }
+        _ => {
+            sqlx::query(
+                "UPDATE shipments SET status = 'DELIVERED', delivered_at = $2, updated_at = $2, next_step_at = NULL WHERE id = $1",
+            )
+            .bind(shipment.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let event =
+                Envelope::new(shipment.order_id, now, OrderDelivered { shipment_id: shipment.id, delivered_at: now });
+            (event.to_json(), event.event_type, event.event_id)
+        }
+    };
+    sqlx::query(
+        "INSERT INTO shipment_status_history (shipment_id, seq, status, at)
+         SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM shipment_status_history WHERE shipment_id = $1",
+    )
+    .bind(shipment.id)
+    .bind(next.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    outbox::enqueue(
+        tx,
+        &OutboxMessage {
+            event_id,
+            destination: plan.status_queue.clone(),
+            group_id: shipment.order_id.to_string(),
+            event_type,
+            body,
+            traceparent: trace.traceparent.clone(),
+            tracestate: trace.tracestate.clone(),
+        },
+    )
+    .await?;
+    metrics::counter!("shipments_advanced_total", "to" => next.as_str()).increment(1);
+    tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.id, status = next.as_str(), "shipment advanced");
+    Ok(())
 }
 
 /// A shipment with its history, for `GET /shipments/{order_id}`.

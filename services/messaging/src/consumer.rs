@@ -34,6 +34,7 @@ use aws_sdk_sqs::{
 use futures::future::join_all;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// A received message, as a handler sees it.
 #[derive(Debug, Clone)]
@@ -176,7 +177,7 @@ impl<H: Handler> Consumer<H> {
 
     /// Receives one batch (waiting up to the long-poll time, or until `stop`),
     /// handles it and settles every message.
-    #[tracing::instrument(name = "consumer.poll", skip_all, fields(messaging.system = "aws_sqs", messaging.destination.name = %self.config.queue, received))]
+    #[tracing::instrument(name = "consumer.poll", level = "debug", skip_all, fields(messaging.system = "aws_sqs", messaging.destination.name = %self.config.queue, received))]
     pub async fn poll_once(&self, stop: &CancellationToken) -> Result<PollOutcome, ConsumeError> {
         let url = self.queue_url().await?.to_owned();
         let receive = self
@@ -237,7 +238,28 @@ impl<H: Handler> Consumer<H> {
                         None
                     } else {
                         let started = Instant::now();
-                        let d = self.handler.handle(&m).await;
+                        let span = tracing::info_span!(
+                            "message.process",
+                            otel.name = format!("process {}", self.config.queue),
+                            otel.kind = "consumer",
+                            messaging.system = "aws_sqs",
+                            messaging.destination.name = %self.config.queue,
+                            messaging.operation.type = "process",
+                            messaging.message.id = %m.message_id,
+                            messaging.message.conversation_id = %m.group_id,
+                            trace_id = tracing::field::Empty,
+                        );
+                        // Each message continues the trace of the event it carries (child, not link:
+                        // the batch is only a transport detail here; each message is handled alone).
+                        telemetry::propagation::set_parent(
+                            &span,
+                            m.attributes.get(crate::ATTR_TRACEPARENT).map(String::as_str),
+                            m.attributes.get(crate::ATTR_TRACESTATE).map(String::as_str),
+                        );
+                        if let Some(id) = telemetry::propagation::trace_id(&span) {
+                            span.record("trace_id", id);
+                        }
+                        let d = self.handler.handle(&m).instrument(span).await;
                         let outcome = match &d {
                             Disposition::Ack => "ack",
                             Disposition::Retry { .. } => "retry",

@@ -36,12 +36,20 @@ pub struct LiveHub {
 }
 
 struct Inner {
-    orders: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+    orders: Mutex<HashMap<Uuid, watch::Sender<Change>>>,
     open: AtomicUsize,
     max_streams: usize,
     /// Cancelled when the process begins to shut down: streams end so that
     /// graceful shutdown is not held open (clients resume with Last-Event-ID).
     closing: CancellationToken,
+}
+
+/// The latest change of an order: a counter (streams re-read on any bump) and
+/// the trace context of the change, when known.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub seq: u64,
+    pub traceparent: Option<String>,
 }
 
 /// Too many streams are open in this process.
@@ -52,7 +60,7 @@ pub struct AtCapacity;
 pub struct Subscription {
     hub: LiveHub,
     order_id: Uuid,
-    pub changes: watch::Receiver<u64>,
+    pub changes: watch::Receiver<Change>,
 }
 
 impl LiveHub {
@@ -90,21 +98,24 @@ impl LiveHub {
             .lock()
             .expect("hub lock")
             .entry(order_id)
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| watch::channel(Change::default()).0)
             .subscribe();
         Ok(Subscription { hub: self.clone(), order_id, changes })
     }
 
     /// Wakes the streams of `order_id` in this process.
-    pub fn notify(&self, order_id: Uuid) {
+    pub fn notify(&self, order_id: Uuid, traceparent: Option<String>) {
         if let Some(tx) = self.inner.orders.lock().expect("hub lock").get(&order_id) {
-            tx.send_modify(|n| *n += 1);
+            tx.send_modify(|c| {
+                c.seq += 1;
+                c.traceparent = traceparent;
+            });
         }
     }
 
     fn notify_all(&self) {
         for tx in self.inner.orders.lock().expect("hub lock").values() {
-            tx.send_modify(|n| *n += 1);
+            tx.send_modify(|c| c.seq += 1);
         }
     }
 
@@ -132,10 +143,13 @@ impl LiveHub {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     n = listener.try_recv() => match n {
-                        Ok(Some(n)) => match Uuid::parse_str(n.payload()) {
-                            Ok(id) => self.notify(id),
-                            Err(_) => tracing::warn!(payload = n.payload(), "ignoring a malformed order notification"),
-                        },
+                        Ok(Some(n)) => {
+                            let mut parts = n.payload().split(' ');
+                            match parts.next().map(Uuid::parse_str) {
+                                Some(Ok(id)) => self.notify(id, parts.next().map(str::to_owned)),
+                                _ => tracing::warn!(payload = n.payload(), "ignoring a malformed order notification"),
+                            }
+                        }
                         Ok(None) => { self.notify_all(); } // connection lost and re-established by sqlx
                         Err(e) => {
                             tracing::warn!(error = %e, "order notification listener failed; reconnecting");
@@ -175,10 +189,10 @@ mod tests {
         drop(a);
         assert_eq!(hub.open_streams(), 1);
         let mut c = hub.subscribe(id).unwrap();
-        hub.notify(id);
+        hub.notify(id, None);
         assert!(c.changes.has_changed().unwrap());
         c.changes.mark_unchanged();
-        hub.notify(Uuid::now_v7());
+        hub.notify(Uuid::now_v7(), None);
         assert!(!c.changes.has_changed().unwrap(), "other orders' changes do not wake this stream");
     }
 }

@@ -86,7 +86,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Openapi => println!("{}", order_service::http::openapi_json()),
         command => {
-            telemetry::init_logging(telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
+            let telemetry =
+                telemetry::init("order-service", telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
             let settings = match Settings::from_env(settings::Env::from_process()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -116,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
                     app.run_until_stopped(shutdown::on_signal()).await?;
                 }
             }
+            telemetry.shutdown();
         }
     }
     Ok(())

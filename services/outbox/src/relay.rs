@@ -136,7 +136,7 @@ impl Relay {
     }
 
     /// Claims, publishes and settles one batch.
-    #[tracing::instrument(name = "outbox.relay", skip(self), fields(sent, refused))]
+    #[tracing::instrument(name = "outbox.relay", level = "debug", skip(self), fields(sent, refused))]
     pub async fn try_publish_once(&self) -> Result<Outcome, RelayError> {
         let limit = match self.breaker.lock().await.permit() {
             Permit::Wait(d) => return Ok(Outcome::CircuitOpen(d)),
@@ -165,16 +165,34 @@ impl Relay {
         // Group by destination queue; a batch call goes to one queue.
         let mut by_queue: HashMap<&str, Vec<OutgoingMessage>> = HashMap::new();
         let mut refused: Vec<(i64, String)> = Vec::new();
+        // One producer span per message, a child of the transaction that wrote
+        // the row; its context travels in the message attributes.
+        let mut spans = HashMap::new();
         for row in &rows {
+            let span = tracing::info_span!(
+                "message.send",
+                otel.name = format!("send {}", row.destination),
+                otel.kind = "producer",
+                messaging.system = "aws_sqs",
+                messaging.destination.name = %row.destination,
+                messaging.operation.type = "send",
+                messaging.message.id = tracing::field::Empty,
+                messaging.message.conversation_id = %row.group_id,
+                event_id = %row.event_id,
+                event_type = %row.event_type,
+            );
+            telemetry::propagation::set_parent(&span, row.traceparent.as_deref(), row.tracestate.as_deref());
+            let cx = telemetry::propagation::context_of(&span);
             by_queue.entry(row.destination.as_str()).or_default().push(OutgoingMessage {
                 entry_id: row.id.to_string(),
                 body: row.body.clone(),
                 group_id: row.group_id.clone(),
                 dedup_id: row.event_id.to_string(),
                 event_type: row.event_type.clone(),
-                traceparent: row.traceparent.clone(),
-                tracestate: row.tracestate.clone(),
+                traceparent: cx.traceparent.or_else(|| row.traceparent.clone()),
+                tracestate: cx.tracestate.or_else(|| row.tracestate.clone()),
             });
+            spans.insert(row.id, span);
         }
 
         let mut sent: Vec<i64> = Vec::new();
@@ -182,6 +200,11 @@ impl Relay {
             let result = self.publisher.send_batch(queue, &messages).await;
             match result {
                 Ok(outcome) => {
+                    for (id, message_id) in &outcome.sent {
+                        if let Some(span) = id.parse::<i64>().ok().and_then(|id| spans.get(&id)) {
+                            span.record("messaging.message.id", message_id.as_str());
+                        }
+                    }
                     sent.extend(outcome.sent.iter().filter_map(|(id, _)| id.parse::<i64>().ok()));
                     refused.extend(outcome.failed.into_iter().filter_map(|(id, why)| Some((id.parse().ok()?, why))));
                 }

@@ -2,15 +2,25 @@
 //!
 //! - Logs: JSON objects on stdout (one per line) by default, human-readable when
 //!   stdout is a terminal or `LOG_FORMAT=pretty`; the level comes from `RUST_LOG`.
+//! - Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) set,
+//!   spans go to an OTLP collector (Jaeger ingests OTLP) through a batch
+//!   processor (a background task on the runtime), so export never blocks a
+//!   request and an unreachable collector costs a warning. `OTEL_EXPORTER_OTLP_PROTOCOL`
+//!   (`http/protobuf`, the default, or `grpc`), `OTEL_SERVICE_NAME`,
+//!   `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`/`_ARG` and
+//!   `OTEL_BSP_*` are the standard variables. Without an endpoint, tracing is off.
+//!   W3C trace context travels through [`propagation`].
 //! - Metrics: one process-wide Prometheus recorder for the `metrics` facade; a
 //!   service renders it at `GET /metrics` through [`Metrics::render`].
-//!
-//! Trace export over OTLP is added here too (not per service) when it lands.
 
 use std::{io::IsTerminal, sync::OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+pub mod propagation;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,18 +41,114 @@ impl LogFormat {
     }
 }
 
-/// Installs the global tracing subscriber. `default_filter` applies when
-/// `RUST_LOG` is unset, e.g. `"info,sqlx=warn"`. Safe to call more than once
-/// (later calls do nothing), which tests rely on.
+/// Installed telemetry; [`Telemetry::shutdown`] flushes pending spans.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn tracing_enabled(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Flushes and stops the span exporter (bounded by the exporter's timeout).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("trace exporter shutdown: {e}");
+            }
+        }
+    }
+}
+
+/// Installs logging (and OTLP tracing when configured) for `service`.
+/// `default_filter` applies when `RUST_LOG` is unset, e.g. `"info,sqlx=warn"`.
+pub fn init(service: &str, format: LogFormat, default_filter: &str) -> Telemetry {
+    let provider = tracer_provider(service);
+    // Traces and logs are filtered apart: `RUST_LOG=warn` quietens the logs
+    // without emptying the traces. `TRACES_FILTER` tunes the spans exported.
+    let trace_filter = std::env::var("TRACES_FILTER").unwrap_or_else(|_| DEFAULT_TRACES_FILTER.to_owned());
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service.to_owned()))
+            .with_filter(EnvFilter::try_new(&trace_filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_TRACES_FILTER)))
+    });
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let registry = tracing_subscriber::registry().with(otel);
+    let _ = match format {
+        // The span list carries request_id / trace_id / order_id of every enclosing span.
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(true)
+                    .with_filter(log_filter),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer().with_target(false).with_filter(log_filter)).try_init(),
+    };
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    if provider.is_some() {
+        tracing::info!(service, "exporting traces over OTLP");
+    }
+    Telemetry { provider }
+}
+
+/// Spans exported by default: our own at info, libraries' only when they warn.
+const DEFAULT_TRACES_FILTER: &str = "info,sqlx=warn,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sqs=warn,hyper=warn,h2=warn,tower=warn,tonic=warn,reqwest=warn,opentelemetry=warn";
+
+/// Installs the global tracing subscriber without trace export. Safe to call
+/// more than once (later calls do nothing).
 pub fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
+            .with(fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(true))
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
     };
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// An OTLP tracer provider, or `None` when no endpoint is configured.
+fn tracer_provider(service: &str) -> Option<SdkTracerProvider> {
+    if !env_set("OTEL_EXPORTER_OTLP_ENDPOINT") && !env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return None;
+    }
+    let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|_| "http/protobuf".into());
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match protocol.as_str() {
+        "grpc" => builder.with_tonic().build(),
+        _ => builder.with_http().build(),
+    };
+    let exporter = match exporter {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{service}: OTLP trace exporter not started ({e}); continuing without traces");
+            return None;
+        }
+    };
+    let mut resource = Resource::builder();
+    if !env_set("OTEL_SERVICE_NAME") {
+        resource = resource.with_service_name(service.to_owned());
+    }
+    // The batch processor runs on the tokio runtime: both exporters (reqwest,
+    // tonic) need it, and the SDK's default processor thread has none.
+    let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+        exporter,
+        opentelemetry_sdk::runtime::Tokio,
+    )
+    .build();
+    Some(SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.build()).build())
 }
 
 /// Logging for tests: pretty, written through the test harness so it is shown

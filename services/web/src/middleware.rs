@@ -35,18 +35,36 @@ pub fn layered(router: Router, request_timeout: Duration) -> Router {
         })
         .layer(middleware::from_fn(record_http_metrics))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let request_id =
-                req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
-            let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("");
-            tracing::info_span!(
-                "http.request",
-                http.request.method = %req.method(),
-                http.route = route,
-                url.path = req.uri().path(),
-                request_id,
-            )
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let request_id =
+                        req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
+                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("");
+                    let span = tracing::info_span!(
+                        "http.request",
+                        otel.name = format!("{} {}", req.method(), if route.is_empty() { req.uri().path() } else { route }),
+                        otel.kind = "server",
+                        http.request.method = %req.method(),
+                        http.route = route,
+                        url.path = req.uri().path(),
+                        http.response.status_code = tracing::field::Empty,
+                        request_id,
+                        trace_id = tracing::field::Empty,
+                    );
+                    // Continue the caller's trace (W3C traceparent), if any.
+                    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                    telemetry::propagation::set_parent(&span, header("traceparent"), header("tracestate"));
+                    if let Some(id) = telemetry::propagation::trace_id(&span) {
+                        span.record("trace_id", id);
+                    }
+                    span
+                })
+                .on_response(|response: &Response, latency: Duration, span: &tracing::Span| {
+                    span.record("http.response.status_code", response.status().as_u16());
+                    tracing::debug!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
+                }),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

@@ -53,6 +53,8 @@ fn events_after(order: &Order, after: usize) -> VecDeque<(OrderStatus, Event)> {
 }
 
 struct Feed {
+    /// Trace context of the change that woke the stream, for the push span.
+    cause: Option<String>,
     state: AppState,
     customer_id: Uuid,
     order_id: Uuid,
@@ -68,7 +70,12 @@ impl Feed {
     async fn refill(&mut self) -> bool {
         let closing = self.state.live.closing();
         tokio::select! {
-            changed = self.subscription.changes.changed() => if changed.is_err() { return false },
+            changed = self.subscription.changes.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+                self.cause = self.subscription.changes.borrow_and_update().traceparent.clone();
+            }
             () = tokio::time::sleep(self.recheck) => {}
             () = closing.cancelled() => return false,
         }
@@ -90,6 +97,10 @@ fn feed_stream(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(feed, |mut feed| async move {
         loop {
             if let Some((status, event)) = feed.queue.pop_front() {
+                // A push span in the trace of the change that caused it.
+                let span = tracing::info_span!("sse.push", order_id = %feed.order_id, status = status.as_str(), sse.id = feed.sent + 1);
+                telemetry::propagation::set_parent(&span, feed.cause.as_deref(), None);
+                drop(span.entered());
                 feed.sent += 1;
                 feed.done = status == OrderStatus::Delivered;
                 metrics::counter!("sse_events_sent_total").increment(1);
@@ -142,6 +153,7 @@ pub async fn order_events(
     let queue = events_after(&order, after);
     let done = after >= order.history.len() && order.status == OrderStatus::Delivered;
     let feed = Feed {
+        cause: None,
         customer_id: user.customer_id(),
         order_id,
         sent: after.min(order.history.len()),

@@ -161,14 +161,16 @@ pub async fn create_order(
             shipping_address: order.shipping_address.clone(),
         },
     );
+    // The relay's publish span continues this request's trace.
+    let trace = telemetry::propagation::current();
     let message = OutboxMessage {
         event_id: event.event_id,
         destination: state.orders_queue.clone(),
         group_id: order.id.to_string(),
         event_type: event.event_type.clone(),
         body: event.to_json(),
-        traceparent: None,
-        tracestate: None,
+        traceparent: trace.traceparent,
+        tracestate: trace.tracestate,
     };
     let record = key.as_ref().map(|key| IdempotencyRecord {
         key: key.clone(),
