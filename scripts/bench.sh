@@ -80,6 +80,16 @@ ok "$(summary "$HALFRUN")"
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SVC/status")
 BACKLOG=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM outbox")
 
+step "closed loop again with tracing on and the OTLP collector unreachable"
+kill "$SVC"; wait "$SVC" 2>/dev/null || true
+OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >>"$RUN_DIR/bench-order-service.log" 2>&1 &
+SVC=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+"${LG[@]}" --duration 2s >/dev/null
+OTEL=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
+OTEL_RATE=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$OTEL")
+ok "$(summary "$OTEL")"
+
 verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo "PASS"; else echo "MISS"; fi; }
 cat <<REPORT
 
@@ -89,4 +99,5 @@ orderflow intake benchmark (${CONCURRENCY} clients, ${SECONDS_PER_RUN}s runs, $(
   p99 at half load (${HALF}/s)      ${P99} ms                  [$(verdict "$P99 < 25")] target < 25 ms
   order-service peak RSS           $((RSS_KB / 1024)) MiB                   [$(verdict "$RSS_KB < 65536")] target < 64 MiB
   outbox rows still unsent         ${BACKLOG}
+  closed loop, OTLP unreachable    ${OTEL_RATE} orders/s           ($((OTEL_RATE * 100 / (RATE > 0 ? RATE : 1)))% of the rate without tracing)
 REPORT

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
+mod observability;
 mod traces;
 
 use e2e::{Options, System};

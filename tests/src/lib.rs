@@ -32,19 +32,22 @@ fn free_port() -> u16 {
 /// A running service process, killed when dropped.
 pub struct Service {
     pub url: String,
+    /// Where its stdout (the JSON log) goes.
+    pub log: PathBuf,
     child: Child,
 }
 
 impl Service {
-    async fn start(binary: &str, env: Vec<(String, String)>) -> Self {
+    async fn start(binary: &str, env: Vec<(String, String)>, log_level: &str) -> Self {
         let port = free_port();
-        let logs = std::env::var_os("E2E_LOGS").is_some();
+        let log = std::env::temp_dir().join(format!("orderflow-e2e-{binary}-{port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(bin(binary))
             .envs(env)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", if logs { "info" } else { "warn" })
-            .stdout(if logs { Stdio::inherit() } else { Stdio::null() })
+            .env("RUST_LOG", std::env::var("E2E_LOGS").unwrap_or_else(|_| log_level.to_owned()))
+            .stdout(Stdio::from(file))
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
@@ -52,7 +55,7 @@ impl Service {
         let http = reqwest::Client::new();
         for _ in 0..200 {
             if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { url, child };
+                return Self { url, log, child };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -73,11 +76,23 @@ pub struct Options {
     pub deliver_after: &'static str,
     /// Extra environment for every service process.
     pub env: Vec<(String, String)>,
+    /// `RUST_LOG` of the services (`E2E_LOGS` overrides it).
+    pub log_level: &'static str,
+    /// A password to put in the database URLs (trust authentication ignores
+    /// it), to check that connection strings never reach the logs.
+    pub db_password: Option<&'static str>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { order_replicas: 1, ship_after: "300ms", deliver_after: "300ms", env: Vec::new() }
+        Self {
+            order_replicas: 1,
+            ship_after: "300ms",
+            deliver_after: "300ms",
+            env: Vec::new(),
+            log_level: "warn",
+            db_password: None,
+        }
     }
 }
 
@@ -91,6 +106,8 @@ pub struct System {
     pub client_id: String,
     pub client_secret: String,
     pub customer_id: Uuid,
+    /// The JWT signing key the order-services use.
+    pub signing_key: String,
     pub http: reqwest::Client,
 }
 
@@ -113,7 +130,13 @@ impl System {
         let common = |db: &TestDb| {
             let mut env = options.env.clone();
             env.extend([
-                ("DATABASE_URL".to_owned(), db.url.clone()),
+                (
+                    "DATABASE_URL".to_owned(),
+                    match options.db_password {
+                        Some(pw) => db.url.replacen("postgres://postgres@", &format!("postgres://postgres:{pw}@"), 1),
+                        None => db.url.clone(),
+                    },
+                ),
                 ("SQS_ENDPOINT_URL".to_owned(), testkit::sqs_endpoint()),
                 ("ORDERS_QUEUE".to_owned(), queues.name(ORDERS)),
                 ("DELIVERY_STATUS_QUEUE".to_owned(), queues.name(STATUS)),
@@ -130,7 +153,7 @@ impl System {
                 ("STEP_JITTER".to_owned(), "100ms".to_owned()),
                 ("SCHEDULER_INTERVAL".to_owned(), "100ms".to_owned()),
             ]);
-            Service::start("delivery-service", env).await
+            Service::start("delivery-service", env, options.log_level).await
         };
         let mut order_services = Vec::new();
         for replica in 0..options.order_replicas.max(1) {
@@ -141,7 +164,7 @@ impl System {
                 ("REDIS_KEY_PREFIX".to_owned(), format!("{}:", queues.prefix)),
                 ("STATUS_CONSUMER_ENABLED".to_owned(), (replica == 0).to_string()),
             ]);
-            order_services.push(Service::start("order-service", env).await);
+            order_services.push(Service::start("order-service", env, options.log_level).await);
         }
         Self {
             orders_db,
@@ -152,6 +175,7 @@ impl System {
             client_id: client.client_id,
             client_secret: client.client_secret,
             customer_id,
+            signing_key: key,
             http: reqwest::Client::new(),
         }
     }
@@ -190,6 +214,11 @@ impl System {
         resp.json().await.unwrap()
     }
 
+    /// Scrapes `/metrics` of `base`.
+    pub async fn metrics(&self, base: &str) -> String {
+        self.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
     pub async fn order(&self, token: &str, id: &str) -> Value {
         self.http
             .get(format!("{}/orders/{id}", self.api()))
@@ -209,5 +238,17 @@ pub fn order_body(sku: &str) -> Value {
         "items": [{"sku": sku, "quantity": 2, "unit_price_minor": 1299}],
         "shipping_address": {"name": "Ada Lovelace", "line1": "12 Example Street", "line2": null,
                              "city": "London", "postal_code": "N1 9GU", "country": "GB"}
+    })
+}
+
+/// The value of the Prometheus sample `name` whose labels include `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        if metric != name {
+            return None;
+        }
+        labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))).then(|| value.parse().ok())?
     })
 }

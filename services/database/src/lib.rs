@@ -60,3 +60,11 @@ pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<(), String> {
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
+
+/// Sets the `db_pool_connections{state}` gauges from `pool`.
+pub fn record_pool_gauges(pool: &PgPool) {
+    let (size, idle) = (pool.size(), pool.num_idle() as u32);
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("db_pool_connections", "state" => "max").set(f64::from(pool.options().get_max_connections()));
+}

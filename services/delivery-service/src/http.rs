@@ -51,9 +51,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(backlog) = outbox::backlog(&state.db).await {
-        metrics::gauge!("outbox_backlog").set(backlog as f64);
-    }
+    database::record_pool_gauges(&state.db);
+    let db = state.db.clone();
+    let gauges = async move {
+        if let Ok(backlog) = outbox::backlog(&db).await {
+            metrics::gauge!("outbox_backlog").set(backlog as f64);
+        }
+        let by_status: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM shipments GROUP BY status")
+            .fetch_all(&db)
+            .await
+            .unwrap_or_default();
+        for status in ["PROCESSING", "SHIPPED", "DELIVERED"] {
+            let n = by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            metrics::gauge!("shipments_by_status", "status" => status).set(n as f64);
+        }
+    };
+    let _ = tokio::time::timeout(PROBE_TIMEOUT, gauges).await;
+    state.publisher.record_queue_depths(&state.queues, PROBE_TIMEOUT).await;
     web::metrics_response(&state.metrics)
 }
 

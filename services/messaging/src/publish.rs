@@ -88,6 +88,39 @@ impl Publisher {
         Ok(url)
     }
 
+    /// Approximate `(visible, in_flight)` message counts of queue `name`, for
+    /// the queue-depth gauges (SQS reports these as approximations).
+    pub async fn queue_depth(&self, name: &str) -> Result<(u64, u64), PublishError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let url = self.queue_url(name).await?;
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| PublishError::new(name, e))?
+            .attributes
+            .unwrap_or_default();
+        let count = |a: A| attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((count(A::ApproximateNumberOfMessages), count(A::ApproximateNumberOfMessagesNotVisible)))
+    }
+
+    /// Sets the `sqs_queue_messages{queue, state}` gauges for `queues`, each
+    /// call bounded by `timeout`; a queue that does not answer keeps its last value.
+    pub async fn record_queue_depths(&self, queues: &[String], timeout: std::time::Duration) {
+        for queue in queues {
+            if let Ok(Ok((visible, in_flight))) = tokio::time::timeout(timeout, self.queue_depth(queue)).await {
+                metrics::gauge!("sqs_queue_messages", "queue" => queue.clone(), "state" => "visible")
+                    .set(visible as f64);
+                metrics::gauge!("sqs_queue_messages", "queue" => queue.clone(), "state" => "in_flight")
+                    .set(in_flight as f64);
+            }
+        }
+    }
+
     /// Sends up to [`MAX_BATCH`] messages to queue `queue` in one `SendMessageBatch` call.
     #[tracing::instrument(skip_all, fields(messaging.system = "aws_sqs", messaging.destination.name = queue, messaging.operation.type = "send", messaging.batch.message_count = messages.len()))]
     pub async fn send_batch(&self, queue: &str, messages: &[OutgoingMessage]) -> Result<BatchOutcome, PublishError> {

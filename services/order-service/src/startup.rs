@@ -93,6 +93,7 @@ impl Application {
             duplicate_window: settings.duplicate_window,
             outbox: relay.waker(),
             orders_queue: settings.orders_queue.clone(),
+            status_queue: settings.status_consumer.queue.clone(),
             hash_limiter: Arc::new(Semaphore::new(settings.hash_concurrency)),
             publisher,
             accepting: accepting.clone(),

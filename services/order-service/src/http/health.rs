@@ -42,8 +42,25 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(state.db.num_idle() as f64);
-    metrics::gauge!("db_pool_connections", "state" => "total").set(f64::from(state.db.size()));
+    database::record_pool_gauges(&state.db);
     metrics::gauge!("redis_up").set(if state.idempotency.healthy() { 1.0 } else { 0.0 });
+    // Scrape-time gauges from the database and SQS, each bounded so a slow
+    // dependency cannot stall the scrape.
+    let db = state.db.clone();
+    let gauges = async move {
+        if let Ok(backlog) = outbox::backlog(&db).await {
+            metrics::gauge!("outbox_backlog").set(backlog as f64);
+        }
+        let by_status: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM orders GROUP BY status")
+            .fetch_all(&db)
+            .await
+            .unwrap_or_default();
+        for status in ["PENDING_SHIPMENT", "SHIPPED", "DELIVERED"] {
+            let n = by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            metrics::gauge!("orders_by_status", "status" => status).set(n as f64);
+        }
+    };
+    let _ = tokio::time::timeout(PROBE_TIMEOUT, gauges).await;
+    state.publisher.record_queue_depths(&[state.orders_queue.clone(), state.status_queue.clone()], PROBE_TIMEOUT).await;
     web::metrics_response(&state.metrics)
 }

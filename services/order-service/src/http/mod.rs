@@ -33,6 +33,8 @@ pub struct AppState {
     /// Wakes the outbox relay after an order commits.
     pub outbox: outbox::Waker,
     pub orders_queue: String,
+    /// The queue status events come from (for the queue-depth gauge).
+    pub status_queue: String,
     /// Bounds concurrent argon2 checks (CPU and ~19 MiB each).
     pub hash_limiter: Arc<Semaphore>,
     /// Used by `/readyz` to check SQS.
