@@ -68,3 +68,14 @@ pub fn record_pool_gauges(pool: &PgPool) {
     metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
     metrics::gauge!("db_pool_connections", "state" => "max").set(f64::from(pool.options().get_max_connections()));
 }
+
+/// Sets gauge `metric{status}` from `SELECT status, count(*) ... GROUP BY status`
+/// on `table`, with 0 for each of `statuses` that has no rows.
+pub async fn record_status_counts(pool: &PgPool, table: &'static str, metric: &'static str, statuses: &[&'static str]) {
+    let sql = format!("SELECT status, count(*) FROM {table} GROUP BY status");
+    let counts: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap_or_default();
+    for status in statuses {
+        let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+        metrics::gauge!(metric, "status" => *status).set(n as f64);
+    }
+}

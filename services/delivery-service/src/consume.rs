@@ -27,18 +27,13 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Handler for OrderCreatedHandler {
     async fn handle(&self, message: &Received) -> Disposition {
-        let event = match Event::decode(&message.body) {
+        let event = match messaging::decode_event(message) {
             Ok(Event::OrderCreated(event)) => event,
             Ok(other) => {
-                metrics::counter!("messages_rejected_total", "reason" => "unexpected_type").increment(1);
-                return Disposition::Reject {
-                    reason: format!("unexpected {} event on the orders queue", other.event_type()),
-                };
+                let reason = format!("unexpected {} event on the orders queue", other.event_type());
+                return Disposition::reject("unexpected_type", reason);
             }
-            Err(e) => {
-                metrics::counter!("messages_rejected_total", "reason" => e.kind()).increment(1);
-                return Disposition::Reject { reason: e.to_string() };
-            }
+            Err(rejected) => return rejected,
         };
         let jitter = if self.jitter.is_zero() { Duration::ZERO } else { self.jitter.mul_f64(rand::random::<f64>()) };
         let ship_at = Utc::now() + chrono::Duration::from_std(self.ship_after + jitter).unwrap_or_default();

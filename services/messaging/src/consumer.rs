@@ -61,6 +61,20 @@ pub enum Disposition {
     Reject { reason: String },
 }
 
+impl Disposition {
+    /// A rejection counted in `messages_rejected_total{reason}`.
+    pub fn reject(reason_label: &'static str, reason: impl Into<String>) -> Self {
+        metrics::counter!("messages_rejected_total", "reason" => reason_label).increment(1);
+        Disposition::Reject { reason: reason.into() }
+    }
+}
+
+/// Decodes the event a message carries; a body that is not a known event of
+/// a supported version is a counted rejection (it goes to the DLQ).
+pub fn decode_event(message: &Received) -> Result<envelope::Event, Disposition> {
+    envelope::Event::decode(&message.body).map_err(|e| Disposition::reject(e.kind(), e.to_string()))
+}
+
 /// A service's message handler.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one message. Commit any effect before returning [`Disposition::Ack`].

@@ -13,7 +13,7 @@ pub mod provision;
 pub mod publish;
 
 pub use client::{SqsSettings, connect};
-pub use consumer::{ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, Received};
+pub use consumer::{ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, Received, decode_event};
 pub use provision::{QueueUrls, dlq_name, ensure_fifo_queue};
 pub use publish::{BatchOutcome, OutgoingMessage, PublishError, Publisher};
 

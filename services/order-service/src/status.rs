@@ -53,7 +53,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Handler for StatusHandler {
     async fn handle(&self, message: &Received) -> Disposition {
-        let change = match Event::decode(&message.body) {
+        let change = match messaging::decode_event(message) {
             Ok(Event::OrderShipped(e)) => Change {
                 order_id: e.order_id,
                 event_id: e.event_id,
@@ -71,15 +71,12 @@ impl Handler for StatusHandler {
                 tracking_number: None,
             },
             Ok(other) => {
-                metrics::counter!("messages_rejected_total", "reason" => "unexpected_type").increment(1);
-                return Disposition::Reject {
-                    reason: format!("unexpected {} event on the status queue", other.event_type()),
-                };
+                return Disposition::reject(
+                    "unexpected_type",
+                    format!("unexpected {} event on the status queue", other.event_type()),
+                );
             }
-            Err(e) => {
-                metrics::counter!("messages_rejected_total", "reason" => e.kind()).increment(1);
-                return Disposition::Reject { reason: e.to_string() };
-            }
+            Err(rejected) => return rejected,
         };
         match apply(&self.pool, &change).await {
             Ok(Applied::Moved(status)) => {
@@ -91,16 +88,11 @@ impl Handler for StatusHandler {
                 tracing::info!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
                 Disposition::Ack
             }
-            Ok(Applied::UnknownOrder) => {
-                metrics::counter!("messages_rejected_total", "reason" => "unknown_order").increment(1);
-                Disposition::Reject { reason: format!("no order {}", change.order_id) }
-            }
-            Ok(Applied::Impossible { from, to }) => {
-                metrics::counter!("messages_rejected_total", "reason" => "impossible_transition").increment(1);
-                Disposition::Reject {
-                    reason: format!("order {} cannot go from {} to {}", change.order_id, from.as_str(), to.as_str()),
-                }
-            }
+            Ok(Applied::UnknownOrder) => Disposition::reject("unknown_order", format!("no order {}", change.order_id)),
+            Ok(Applied::Impossible { from, to }) => Disposition::reject(
+                "impossible_transition",
+                format!("order {} cannot go from {} to {}", change.order_id, from.as_str(), to.as_str()),
+            ),
             Err(e) => {
                 tracing::warn!(order_id = %change.order_id, error = %e, "could not apply the status event; will retry");
                 Disposition::Retry { after: RETRY_AFTER }

@@ -28,6 +28,14 @@ fn start(env: &[(String, String)], port: u16) -> Child {
         .expect("start delivery-service")
 }
 
+/// Sends an `order-created` for each order, as the order-service would.
+async fn send_orders(queues: &testkit::TestQueues, url: &str, orders: &[Uuid]) {
+    for id in orders {
+        let event = order_created(*id);
+        send_to(queues, url, &event.to_json(), &id.to_string(), &event.event_id.to_string(), "order-created").await;
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -67,18 +75,7 @@ async fn killed_at_any_moment_and_restarted_every_order_ships_exactly_once() {
     let env = env_for(&db, &queues);
     let pool = db.pool().await;
     let orders: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
-    for id in &orders {
-        let event = order_created(*id);
-        send_to(
-            &queues,
-            &orders_q.url,
-            &event.to_json(),
-            &id.to_string(),
-            &event.event_id.to_string(),
-            "order-created",
-        )
-        .await;
-    }
+    send_orders(&queues, &orders_q.url, &orders).await;
     // Kill -9 the process at staggered moments: mid-receive, between commit and
     // delete, mid-schedule, mid-publish; restart each time.
     let port = free_port();
@@ -117,18 +114,7 @@ async fn two_processes_on_one_database_and_queue_ship_every_order_once() {
     let mut a = start(&env, free_port());
     let mut b = start(&env, free_port());
     let orders: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
-    for id in &orders {
-        let event = order_created(*id);
-        send_to(
-            &queues,
-            &orders_q.url,
-            &event.to_json(),
-            &id.to_string(),
-            &event.event_id.to_string(),
-            "order-created",
-        )
-        .await;
-    }
+    send_orders(&queues, &orders_q.url, &orders).await;
     wait_all_delivered(&pool, orders.len() as i64, Duration::from_secs(60)).await;
     a.start_kill().unwrap();
     b.start_kill().unwrap();
