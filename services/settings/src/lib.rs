@@ -12,8 +12,11 @@ pub use secrecy::{ExposeSecret, SecretString};
 
 /// Reads variables from a source (the process environment, or a map in tests)
 /// and remembers every problem until [`Env::finish`].
+/// Where variables are read from.
+type Source = Box<dyn Fn(&str) -> Option<String> + Send>;
+
 pub struct Env {
-    source: Box<dyn Fn(&str) -> Option<String> + Send>,
+    source: Source,
     errors: Vec<String>,
 }
 

@@ -54,10 +54,8 @@ impl Telemetry {
 
     /// Flushes and stops the span exporter (bounded by the exporter's timeout).
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(e) = provider.shutdown() {
-                eprintln!("trace exporter shutdown: {e}");
-            }
+        if let Some(Err(e)) = self.provider.map(|p| p.shutdown()) {
+            eprintln!("trace exporter shutdown: {e}");
         }
     }
 }

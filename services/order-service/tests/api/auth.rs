@@ -86,7 +86,8 @@ async fn narrows_scope_on_request_and_refuses_scopes_not_granted() {
 async fn refuses_bad_clients_with_401_invalid_client_and_a_challenge() {
     let app = spawn_app().await;
     let client = app.create_client("orders:read").await;
-    let cases: Vec<(Vec<(&str, &str)>, Option<(&str, &str)>)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         (vec![("grant_type", "client_credentials")], Some((&client.client_id, "wrong-secret"))),
         (vec![("grant_type", "client_credentials")], Some(("no-such-client", "whatever-secret"))),
         (vec![("grant_type", "client_credentials")], None),

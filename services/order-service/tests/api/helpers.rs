@@ -27,17 +27,12 @@ pub struct TestApp {
 }
 
 /// Options for [`spawn_app_with`].
+#[derive(Default)]
 pub struct Options {
     /// Extra or overriding environment variables.
     pub env: Vec<(String, String)>,
     /// Run the relay loop in the background (off: tests drive it step by step).
     pub relay_loop: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { env: Vec::new(), relay_loop: false }
-    }
 }
 
 pub async fn spawn_app() -> TestApp {
