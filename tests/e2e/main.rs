@@ -80,6 +80,26 @@ async fn a_stream_on_another_replica_sees_changes_applied_elsewhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_status_consumer_process_moves_orders_on() {
+    let sys = System::start(Options { separate_status_consumer: true, ..Default::default() }).await;
+    let consumer = sys.status_consumer.as_ref().unwrap();
+    // The consumer-only process serves operations endpoints, not the order API.
+    let api = sys.http.get(format!("{}/orders", consumer.url)).send().await.unwrap();
+    assert_eq!(api.status(), reqwest::StatusCode::NOT_FOUND);
+    assert!(sys.metrics(&consumer.url).await.contains("db_pool_connections"));
+
+    let token = sys.token().await;
+    let order = sys.place(&token, "E2E-SPLIT").await;
+    let id = order["id"].as_str().unwrap();
+    let mut events = open_stream(&sys, sys.api(), &token, id, None).await;
+    let mut names = Vec::new();
+    while let Some(event) = next(&mut events).await {
+        names.push(event.event);
+    }
+    assert_eq!(names, ["PENDING_SHIPMENT", "SHIPPED", "DELIVERED"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_with_last_event_id_without_gaps_or_repeats() {
     let sys = System::start(Options { ship_after: "200ms", deliver_after: "2s", ..Default::default() }).await;
     let token = sys.token().await;

@@ -38,11 +38,12 @@ pub struct Service {
 }
 
 impl Service {
-    async fn start(binary: &str, env: Vec<(String, String)>, log_level: &str) -> Self {
+    async fn start(binary: &str, args: &[&str], env: Vec<(String, String)>, log_level: &str) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("orderflow-e2e-{binary}-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(bin(binary))
+            .args(args)
             .envs(env)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
@@ -76,6 +77,9 @@ pub struct Options {
     pub deliver_after: &'static str,
     /// Extra environment for every service process.
     pub env: Vec<(String, String)>,
+    /// Apply status events in a separate `order-service status-consumer`
+    /// process instead of in the first API replica.
+    pub separate_status_consumer: bool,
     /// `RUST_LOG` of the services (`E2E_LOGS` overrides it).
     pub log_level: &'static str,
     /// A password to put in the database URLs (trust authentication ignores
@@ -90,6 +94,7 @@ impl Default for Options {
             ship_after: "300ms",
             deliver_after: "300ms",
             env: Vec::new(),
+            separate_status_consumer: false,
             log_level: "warn",
             db_password: None,
         }
@@ -102,6 +107,8 @@ pub struct System {
     pub delivery_db: TestDb,
     pub queues: TestQueues,
     pub order_services: Vec<Service>,
+    /// The `order-service status-consumer` process, when started separately.
+    pub status_consumer: Option<Service>,
     pub delivery: Service,
     pub client_id: String,
     pub client_secret: String,
@@ -153,24 +160,30 @@ impl System {
                 ("STEP_JITTER".to_owned(), "100ms".to_owned()),
                 ("SCHEDULER_INTERVAL".to_owned(), "100ms".to_owned()),
             ]);
-            Service::start("delivery-service", env, options.log_level).await
+            Service::start("delivery-service", &[], env, options.log_level).await
         };
         let mut order_services = Vec::new();
+        let mut status_consumer = None;
         for replica in 0..options.order_replicas.max(1) {
             let mut env = common(&orders_db);
             env.extend([
                 ("JWT_PRIVATE_KEY".to_owned(), key.clone()),
                 ("REDIS_URL".to_owned(), testkit::redis_url()),
                 ("REDIS_KEY_PREFIX".to_owned(), format!("{}:", queues.prefix)),
-                ("STATUS_CONSUMER_ENABLED".to_owned(), (replica == 0).to_string()),
+                ("STATUS_CONSUMER_ENABLED".to_owned(), (replica == 0 && !options.separate_status_consumer).to_string()),
             ]);
-            order_services.push(Service::start("order-service", env, options.log_level).await);
+            order_services.push(Service::start("order-service", &[], env.clone(), options.log_level).await);
+            if replica == 0 && options.separate_status_consumer {
+                status_consumer =
+                    Some(Service::start("order-service", &["status-consumer"], env, options.log_level).await);
+            }
         }
         Self {
             orders_db,
             delivery_db,
             queues,
             order_services,
+            status_consumer,
             delivery,
             client_id: client.client_id,
             client_secret: client.client_secret,

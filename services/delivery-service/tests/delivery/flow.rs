@@ -181,3 +181,32 @@ async fn on_shutdown_a_long_poll_in_flight_releases_what_it_brings() {
     assert_eq!(again.acked, 1);
     assert_eq!(d.count("SELECT count(*) FROM shipments").await, 1);
 }
+
+/// A handler slower than the visibility timeout: the heartbeat keeps its
+/// message invisible, so no other consumer gets it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_slow_message_invisible() {
+    struct Slow(Duration);
+    impl messaging::Handler for Slow {
+        async fn handle(&self, _: &messaging::Received) -> messaging::Disposition {
+            tokio::time::sleep(self.0).await;
+            messaging::Disposition::Ack
+        }
+    }
+    let d = spawn(5, vec![]).await;
+    let config = messaging::ConsumerConfig {
+        wait_time: Duration::from_secs(1),
+        visibility_timeout: Duration::from_secs(2),
+        heartbeat_interval: Duration::from_millis(500),
+        ..messaging::ConsumerConfig::new(d.queues.name(crate::helpers::ORDERS))
+    };
+    let slow = messaging::Consumer::new(d.queues.client.clone(), config, Slow(Duration::from_secs(5)));
+    d.send_event(&order_created(Uuid::now_v7())).await;
+    let handling = tokio::spawn(async move { slow.poll_once(&shutdown::CancellationToken::new()).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(500)).await; // the slow handler holds the message
+    // Well past the 2 s visibility timeout, another receiver still sees nothing.
+    let stolen = d.queues.drain(&d.orders.url, 1, Duration::from_secs(4)).await;
+    assert!(stolen.is_empty(), "the message was redelivered while still in hand");
+    let outcome = handling.await.unwrap();
+    assert_eq!((outcome.received, outcome.acked), (1, 1));
+}
