@@ -120,7 +120,7 @@ async fn no_secret_appears_in_the_logs_of_a_full_run() {
     }
     // Every line inside request handling names its request id.
     let placed = logs.lines().find(|l| l.contains("order placed")).unwrap();
-    for field in ["request_id", "order_id", "trace_id"] {
+    for field in ["request_id", "order_id", "trace_id", "span_id"] {
         assert!(placed.contains(&format!("\"{field}\"")), "{field} missing from {placed}");
     }
 }

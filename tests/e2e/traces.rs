@@ -93,7 +93,19 @@ async fn one_trace_follows_an_order_through_both_services() {
     })
     .await;
     let token = sys.token().await;
-    let order = sys.place(&token, "TRACED-1").await;
+    // The caller's own trace context is honoured: the order joins its trace.
+    let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let resp = sys
+        .http
+        .post(format!("{}/orders", sys.api()))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&e2e::order_body("TRACED-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+    let order: serde_json::Value = resp.json().await.unwrap();
     let id = order["id"].as_str().unwrap().to_owned();
 
     // Wait for the last hop: the order-service applying order-delivered.
@@ -133,7 +145,11 @@ async fn one_trace_follows_an_order_through_both_services() {
     assert_eq!(root.attributes["http.route"], "/orders");
     assert_eq!(root.attributes["http.request.method"], "POST");
     assert_eq!(root.attributes["http.response.status_code"], "201");
-    assert!(root.parent.is_empty(), "the request started the trace");
+    assert_eq!(
+        (root.trace_id.as_str(), root.parent.as_str()),
+        (caller_trace, caller_span),
+        "the incoming traceparent is the parent"
+    );
 
     // order-service publishes order-created: a producer span with messaging attributes.
     let send = find("order-service", &|s| s.kind == PRODUCER);

@@ -262,6 +262,7 @@ impl<H: Handler> Consumer<H> {
                             messaging.message.id = %m.message_id,
                             messaging.message.conversation_id = %m.group_id,
                             trace_id = tracing::field::Empty,
+                            span_id = tracing::field::Empty,
                         );
                         // Each message continues the trace of the event it carries (child, not link:
                         // the batch is only a transport detail here; each message is handled alone).
@@ -270,9 +271,7 @@ impl<H: Handler> Consumer<H> {
                             m.attributes.get(crate::ATTR_TRACEPARENT).map(String::as_str),
                             m.attributes.get(crate::ATTR_TRACESTATE).map(String::as_str),
                         );
-                        if let Some(id) = telemetry::propagation::trace_id(&span) {
-                            span.record("trace_id", id);
-                        }
+                        telemetry::propagation::record_ids(&span);
                         let d = self.handler.handle(&m).instrument(span).await;
                         let outcome = match &d {
                             Disposition::Ack => "ack",

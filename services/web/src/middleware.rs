@@ -51,13 +51,12 @@ pub fn layered(router: Router, request_timeout: Duration) -> Router {
                         http.response.status_code = tracing::field::Empty,
                         request_id,
                         trace_id = tracing::field::Empty,
+                        span_id = tracing::field::Empty,
                     );
                     // Continue the caller's trace (W3C traceparent), if any.
                     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
                     telemetry::propagation::set_parent(&span, header("traceparent"), header("tracestate"));
-                    if let Some(id) = telemetry::propagation::trace_id(&span) {
-                        span.record("trace_id", id);
-                    }
+                    telemetry::propagation::record_ids(&span);
                     span
                 })
                 .on_response(|response: &Response, latency: Duration, span: &tracing::Span| {
