@@ -49,6 +49,9 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Longest time from SIGTERM to exit (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
+    /// How long applied event ids stay in the inbox (`INBOX_RETENTION`); past
+    /// SQS's longest retention (14 days) a message cannot be redelivered.
+    pub inbox_retention: Duration,
 }
 
 impl Settings {
@@ -74,6 +77,7 @@ impl Settings {
             relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", Duration::from_secs(10)),
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
+            inbox_retention: env.duration("INBOX_RETENTION", Duration::from_secs(14 * 24 * 3600)),
         };
         for (name, queue) in [("ORDERS_QUEUE", &s.orders_queue), ("DELIVERY_STATUS_QUEUE", &s.status_queue)] {
             if !queue.ends_with(".fifo") {

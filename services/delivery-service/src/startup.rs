@@ -26,6 +26,7 @@ pub struct Application {
     pub relay: Arc<Relay>,
     settings: Settings,
     accepting: Accepting,
+    pool: sqlx::PgPool,
 }
 
 impl Application {
@@ -62,6 +63,7 @@ impl Application {
             relay.waker(),
         ));
         let accepting = Accepting::default();
+        let state_pool = pool.clone();
         let state = http::AppState {
             db: pool,
             publisher,
@@ -73,7 +75,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
-        Ok(Self { listener, router, consumer, scheduler, relay, settings, accepting })
+        Ok(Self { listener, router, consumer, scheduler, relay, settings, accepting, pool: state_pool })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -93,6 +95,14 @@ impl Application {
             let scheduler = self.scheduler.clone();
             background.spawn("scheduler", move |token| scheduler.run(token));
         }
+        // Housekeeping: forget applied event ids past their retention.
+        let (pool, retention) = (self.pool.clone(), self.settings.inbox_retention);
+        background.spawn("janitor", move |token| {
+            shutdown::every("janitor", std::time::Duration::from_secs(60), token, move || {
+                let pool = pool.clone();
+                async move { outbox::inbox::prune(&pool, retention, 1000).await.map(|n| n > 0) }
+            })
+        });
         if self.settings.relay_enabled {
             let (relay, drain) = (self.relay.clone(), self.settings.shutdown_timeout / 2);
             background.spawn_last("outbox-relay", move |token| relay.run(token, drain));

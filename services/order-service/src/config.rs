@@ -59,6 +59,9 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Longest time from SIGTERM to exit (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
+    /// How long applied event ids stay in the inbox (`INBOX_RETENTION`); past
+    /// SQS's longest retention (14 days) a message cannot be redelivered.
+    pub inbox_retention: Duration,
     /// Run the outbox relay in this process (`OUTBOX_RELAY_ENABLED`).
     pub relay_enabled: bool,
     /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`).
@@ -137,6 +140,7 @@ impl Settings {
             relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
             relay: RelayConfig::from_env(&mut env),
             hash_concurrency: env.get("AUTH_HASH_CONCURRENCY", 2),
+            inbox_retention: env.duration("INBOX_RETENTION", Duration::from_secs(14 * 24 * 3600)),
         };
         if !settings.orders_queue.ends_with(".fifo") {
             env.invalid("ORDERS_QUEUE", "must name a FIFO queue (ending in .fifo)");

@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod idempotency;
+pub mod janitor;
 pub mod live;
 pub mod startup;
 pub mod status;

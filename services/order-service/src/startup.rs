@@ -31,6 +31,7 @@ pub struct Application {
     status_consumer: Arc<Consumer<StatusHandler>>,
     live: LiveHub,
     pool: sqlx::PgPool,
+    janitor: Arc<crate::janitor::Janitor>,
     /// Run the relay loop (tests may drive the relay step by step instead).
     relay_enabled: bool,
     status_consumer_enabled: bool,
@@ -116,6 +117,10 @@ impl Application {
             relay,
             status_consumer,
             live,
+            janitor: Arc::new(crate::janitor::Janitor {
+                pool: pool.clone(),
+                inbox_retention: settings.inbox_retention,
+            }),
             pool,
             relay_enabled: settings.relay_enabled && settings.api_enabled,
             status_consumer_enabled: settings.status_consumer_enabled,
@@ -137,6 +142,11 @@ impl Application {
         self.relay.clone()
     }
 
+    /// The housekeeping step, for tests.
+    pub fn janitor(&self) -> Arc<crate::janitor::Janitor> {
+        self.janitor.clone()
+    }
+
     /// The status consumer, for tests that drive it step by step.
     pub fn status_consumer(&self) -> Arc<Consumer<StatusHandler>> {
         self.status_consumer.clone()
@@ -154,6 +164,8 @@ impl Application {
         });
         let (live, pool) = (self.live.clone(), self.pool.clone());
         background.spawn("live-updates", move |token| live.listen(pool, token));
+        let janitor = self.janitor.clone();
+        background.spawn("janitor", move |token| janitor.run(token));
         if self.status_consumer_enabled {
             let consumer = self.status_consumer.clone();
             background.spawn("status-consumer", move |token| consumer.run(token));

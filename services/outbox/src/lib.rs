@@ -68,6 +68,22 @@ pub mod inbox {
     use sqlx::PgConnection;
     use uuid::Uuid;
 
+    /// Deletes up to `batch` inbox rows older than `older_than`; returns how
+    /// many. Past SQS's longest retention (14 days) a message cannot come back,
+    /// so its id need not be remembered.
+    pub async fn prune(pool: &sqlx::PgPool, older_than: std::time::Duration, batch: i64) -> Result<u64, sqlx::Error> {
+        let deleted = sqlx::query(
+            "DELETE FROM processed_messages WHERE event_id IN (
+               SELECT event_id FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)",
+        )
+        .bind(older_than.as_secs_f64())
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
     /// Records `event_id`; `false` if it was processed before (skip it).
     pub async fn record_once(conn: &mut PgConnection, event_id: Uuid) -> Result<bool, sqlx::Error> {
         let inserted = sqlx::query("INSERT INTO processed_messages (event_id) VALUES ($1) ON CONFLICT DO NOTHING")

@@ -123,3 +123,30 @@ impl Background {
         }
     }
 }
+
+/// Runs `step` every `interval` until `stop`, at once again while it reports
+/// more work (`Ok(true)`). For housekeeping loops whose step tests call directly.
+pub async fn every<F, Fut, E>(name: &'static str, interval: Duration, stop: CancellationToken, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
+{
+    while !stop.is_cancelled() {
+        let pause = match step().await {
+            Ok(true) => Duration::ZERO,
+            Ok(false) => interval,
+            Err(e) => {
+                tracing::warn!(task = name, error = %e, "periodic task failed");
+                interval
+            }
+        };
+        if pause.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}

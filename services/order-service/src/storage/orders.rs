@@ -205,3 +205,16 @@ pub async fn list(
     .await?;
     Ok(rows.into_iter().map(Order::from).collect())
 }
+
+/// Deletes up to `batch` expired idempotency records; returns how many.
+pub async fn prune_idempotency(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE (customer_id, key) IN (
+           SELECT customer_id, key FROM idempotency_keys WHERE expires_at < now() LIMIT $1)",
+    )
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(deleted)
+}

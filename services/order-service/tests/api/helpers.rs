@@ -23,6 +23,7 @@ pub struct TestApp {
     pub keys_pem: String,
     pub stop: CancellationToken,
     pub relay: std::sync::Arc<outbox::Relay>,
+    pub janitor: std::sync::Arc<order_service::janitor::Janitor>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -77,6 +78,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let relay = app.relay();
     let status_consumer = app.status_consumer();
+    let janitor = app.janitor();
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let stop = stop.clone();
@@ -89,6 +91,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         queue_url: urls.url,
         status_queue,
         status_consumer,
+        janitor,
         http: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         keys_pem,
         stop,

@@ -169,3 +169,30 @@ async fn with_redis_stopped_mid_run_keys_are_still_honoured() {
     assert_replays(&app, &token, Some("after-outage")).await;
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_forgets_expired_keys_and_old_inbox_rows_only() {
+    let app = spawn_app().await;
+    let (token, _) = app.customer().await;
+    app.post_order(&token, &valid_order(), Some("old-key")).await;
+    app.post_order(&token, &other_order(), Some("live-key")).await;
+    let pool = app.db.pool().await;
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'k:old-key'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO processed_messages (event_id, processed_at) VALUES ($1, now() - interval '15 days'), ($2, now())",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(uuid::Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(app.janitor.try_clean_once().await.unwrap(), 2);
+    assert_eq!(app.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k:live-key'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k:old-key'").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM processed_messages").await, 1, "recent inbox rows stay");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 2, "orders are never touched");
+    assert_eq!(app.janitor.try_clean_once().await.unwrap(), 0);
+}

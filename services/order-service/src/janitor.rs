@@ -1,0 +1,38 @@
+//! Housekeeping of the orders database: expired idempotency records and inbox
+//! rows past their retention are deleted in small batches, so neither table
+//! grows without bound. One step ([`Janitor::try_clean_once`]) for tests; the
+//! loop runs it every minute.
+
+use std::{sync::Arc, time::Duration};
+
+use shutdown::CancellationToken;
+use sqlx::PgPool;
+
+use crate::storage::orders;
+
+/// Rows deleted per statement: small, so no long locks.
+const BATCH: i64 = 1000;
+const INTERVAL: Duration = Duration::from_secs(60);
+
+pub struct Janitor {
+    pub pool: PgPool,
+    /// How long applied status events are remembered.
+    pub inbox_retention: Duration,
+}
+
+impl Janitor {
+    /// Deletes one batch of each; returns how many rows went.
+    pub async fn try_clean_once(&self) -> Result<u64, sqlx::Error> {
+        let keys = orders::prune_idempotency(&self.pool, BATCH).await?;
+        let inbox = outbox::inbox::prune(&self.pool, self.inbox_retention, BATCH).await?;
+        if keys + inbox > 0 {
+            tracing::debug!(idempotency_keys = keys, inbox, "housekeeping deleted expired rows");
+        }
+        Ok(keys + inbox)
+    }
+
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        shutdown::every("janitor", INTERVAL, stop, || async { Ok::<_, sqlx::Error>(self.try_clean_once().await? > 0) })
+            .await;
+    }
+}
