@@ -56,7 +56,7 @@ psql "$DATABASE_URL" -qc "TRUNCATE orders, order_status_history, outbox, idempot
 step "starting order-service (release) on 127.0.0.1:$PORT"
 HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >"$RUN_DIR/bench-order-service.log" 2>&1 &
 SVC=$!
-trap 'kill $SVC 2>/dev/null; rm -f "$KEY" "$PGB"; psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1' EXIT
+trap 'kill $SVC ${SINK:-} 2>/dev/null; rm -f "$KEY" "$PGB"; psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1; true' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # summary JSON: one human line from a loadgen --json result.
@@ -80,14 +80,30 @@ ok "$(summary "$HALFRUN")"
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SVC/status")
 BACKLOG=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM outbox")
 
-step "closed loop again with tracing on and the OTLP collector unreachable"
-kill "$SVC"; wait "$SVC" 2>/dev/null || true
-OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >>"$RUN_DIR/bench-order-service.log" 2>&1 &
-SVC=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-"${LG[@]}" --duration 2s >/dev/null
-OTEL=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
-OTEL_RATE=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$OTEL")
+# Tracing on: once exporting to a reachable collector (a local sink), once to
+# an unreachable one. The difference between the two is what an outage of the
+# collector costs; the difference to the first run is what tracing costs.
+closed_loop_with_otlp() {
+  kill "$SVC"; wait "$SVC" 2>/dev/null || true
+  OTEL_EXPORTER_OTLP_ENDPOINT="$1" HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >>"$RUN_DIR/bench-order-service.log" 2>&1 &
+  SVC=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  "${LG[@]}" --duration 2s >/dev/null
+  "${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json
+}
+rate_of() { python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$1"; }
+
+SINK_PORT=14318
+python3 "$ROOT/scripts/otlp_sink.py" "$SINK_PORT" &
+SINK=$!
+step "closed loop with tracing on, exporting to a reachable OTLP collector"
+TRACED=$(closed_loop_with_otlp "http://127.0.0.1:$SINK_PORT")
+TRACED_RATE=$(rate_of "$TRACED")
+ok "$(summary "$TRACED")"
+kill "$SINK" 2>/dev/null || true
+step "closed loop with tracing on and the OTLP collector unreachable"
+OTEL=$(closed_loop_with_otlp "http://127.0.0.1:9")
+OTEL_RATE=$(rate_of "$OTEL")
 ok "$(summary "$OTEL")"
 
 verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo "PASS"; else echo "MISS"; fi; }
@@ -99,5 +115,6 @@ orderflow intake benchmark (${CONCURRENCY} clients, ${SECONDS_PER_RUN}s runs, $(
   p99 at half load (${HALF}/s)      ${P99} ms                  [$(verdict "$P99 < 25")] target < 25 ms
   order-service peak RSS           $((RSS_KB / 1024)) MiB                   [$(verdict "$RSS_KB < 65536")] target < 64 MiB
   outbox rows still unsent         ${BACKLOG}
-  closed loop, OTLP unreachable    ${OTEL_RATE} orders/s           ($((OTEL_RATE * 100 / (RATE > 0 ? RATE : 1)))% of the rate without tracing)
+  closed loop, tracing exported    ${TRACED_RATE} orders/s           ($((TRACED_RATE * 100 / (RATE > 0 ? RATE : 1)))% of the rate without tracing)
+  closed loop, collector down      ${OTEL_RATE} orders/s           ($((OTEL_RATE * 100 / (TRACED_RATE > 0 ? TRACED_RATE : 1)))% of the rate with a reachable collector)
 REPORT
