@@ -130,14 +130,16 @@ impl Idempotency {
 
     /// Records the finished response for `ttl`, off the request path.
     pub fn complete(&self, customer_id: Uuid, key: &str, stored: StoredResponse, ttl: Duration) {
-        let this = self.clone();
-        let redis_key = self.redis_key(customer_id, key);
-        tokio::spawn(async move {
-            let value = serde_json::to_string(&Entry::Done(stored)).expect("serialisable");
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(redis_key).arg(value).arg("PX").arg(ttl.as_millis().max(1) as u64);
-            this.call::<()>(cmd).await;
-        });
+        let (this, key) = (self.clone(), key.to_owned());
+        tokio::spawn(async move { this.store(customer_id, &key, stored, ttl).await });
+    }
+
+    /// Records the finished response for `ttl` now.
+    pub async fn store(&self, customer_id: Uuid, key: &str, stored: StoredResponse, ttl: Duration) {
+        let value = serde_json::to_string(&Entry::Done(stored)).expect("serialisable");
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.redis_key(customer_id, key)).arg(value).arg("PX").arg(ttl.as_millis().max(1) as u64);
+        self.call::<()>(cmd).await;
     }
 
     /// Drops a claim whose request failed, so a retry can go ahead at once.

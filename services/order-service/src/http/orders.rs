@@ -187,11 +187,14 @@ pub async fn create_order(
             StoredResponse { request_hash: hash_hex, order_id: order.id, status: 201, body }
         }
         Ok(Placed::KeyTaken(stored)) => {
+            // PostgreSQL holds the truth for this key: put it back in Redis,
+            // replacing our own pending claim, before answering either way (a
+            // mismatch must not leave its claim to refuse the original's retry).
+            if let Some(key) = &key {
+                state.idempotency.store(customer_id, key, stored.clone(), ttl).await;
+            }
             if stored.request_hash != hash_hex {
                 return Err(ApiError::IdempotencyMismatch);
-            }
-            if let Some(key) = &key {
-                state.idempotency.complete(customer_id, key, stored.clone(), ttl);
             }
             return Ok(created_response(&stored, true));
         }

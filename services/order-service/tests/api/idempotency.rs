@@ -196,3 +196,27 @@ async fn housekeeping_forgets_expired_keys_and_old_inbox_rows_only() {
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 2, "orders are never touched");
     assert_eq!(app.janitor.try_clean_once().await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_a_key_a_mismatch_does_not_poison_the_original_retry() {
+    let app = spawn_app().await;
+    let (token, client) = app.customer().await;
+    let first: Value = app.post_order(&token, &valid_order(), Some("k-lost")).await.json().await.unwrap();
+    // Redis forgets the key (eviction, failover, flush); PostgreSQL still has it.
+    let mut redis =
+        redis::Client::open(testkit::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let redis_key = format!("{}:idem:{}:k:k-lost", app.queues.prefix, client.customer_id);
+    for _ in 0..50 {
+        let gone: i64 = redis.del(&redis_key).await.unwrap();
+        if gone == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // the completion is written off the request path
+    }
+    problem(app.post_order(&token, &other_order(), Some("k-lost")).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // The original request's retry still gets its stored response, at once.
+    let retry = app.post_order(&token, &valid_order(), Some("k-lost")).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.json::<Value>().await.unwrap()["id"], first["id"]);
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+}
