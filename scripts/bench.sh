@@ -56,7 +56,13 @@ psql "$DATABASE_URL" -qc "TRUNCATE orders, order_status_history, outbox, idempot
 step "starting order-service (release) on 127.0.0.1:$PORT"
 HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >"$RUN_DIR/bench-order-service.log" 2>&1 &
 SVC=$!
-trap 'kill $SVC ${SINK:-} 2>/dev/null; rm -f "$KEY" "$PGB"; psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1; true' EXIT
+cleanup() {
+  # errexit applies inside traps: every command here must not fail.
+  kill "$SVC" ${SINK:-} 2>/dev/null || true
+  rm -f "$KEY" "$PGB"
+  psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # summary JSON: one human line from a loadgen --json result.
