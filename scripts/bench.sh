@@ -53,17 +53,29 @@ PGBENCH_TPS=$(pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$SECONDS_PER_RUN
 ok "pgbench: $PGBENCH_TPS transactions/s"
 psql "$DATABASE_URL" -qc "TRUNCATE orders, order_status_history, outbox, idempotency_keys CASCADE"
 
-step "starting order-service (release) on 127.0.0.1:$PORT"
-HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >"$RUN_DIR/bench-order-service.log" 2>&1 &
-SVC=$!
+# Starts the order-service on $PORT with the given extra environment; fails if
+# the port is taken (a stray service would be measured instead) or it dies.
+start_service() {
+  port_open "$PORT" && die "127.0.0.1:$PORT is already in use; stop what runs there"
+  env "$@" HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >>"$RUN_DIR/bench-order-service.log" 2>&1 &
+  SVC=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 "$SVC" 2>/dev/null || die "the order-service exited at start-up; see $RUN_DIR/bench-order-service.log"
+}
+
 cleanup() {
   # errexit applies inside traps: every command here must not fail.
-  kill "$SVC" ${SINK:-} 2>/dev/null || true
+  [ -n "$SVC" ] && kill "$SVC" 2>/dev/null || true
+  [ -n "${SINK:-}" ] && kill "$SINK" 2>/dev/null || true
   rm -f "$KEY" "$PGB"
   psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+step "starting order-service (release) on 127.0.0.1:$PORT"
+: >"$RUN_DIR/bench-order-service.log"
+SVC=""
+start_service RUST_LOG=warn
 
 # summary JSON: one human line from a loadgen --json result.
 summary() {
@@ -89,13 +101,12 @@ BACKLOG=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM outbox")
 # Tracing on: once exporting to a reachable collector (a local sink), once to
 # an unreachable one. The difference between the two is what an outage of the
 # collector costs; the difference to the first run is what tracing costs.
-closed_loop_with_otlp() {
-  kill "$SVC"; wait "$SVC" 2>/dev/null || true
-  OTEL_EXPORTER_OTLP_ENDPOINT="$1" HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >>"$RUN_DIR/bench-order-service.log" 2>&1 &
-  SVC=$!
-  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  "${LG[@]}" --duration 2s >/dev/null
-  "${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json
+# Restarts the service with OTEL_EXPORTER_OTLP_ENDPOINT=$1 (in this shell, not
+# a subshell, so cleanup kills the right process).
+restart_with_otlp() {
+  kill "$SVC" 2>/dev/null || true
+  wait "$SVC" 2>/dev/null || true
+  start_service OTEL_EXPORTER_OTLP_ENDPOINT="$1"
 }
 rate_of() { python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$1"; }
 
@@ -103,12 +114,16 @@ SINK_PORT=14318
 python3 "$ROOT/scripts/otlp_sink.py" "$SINK_PORT" &
 SINK=$!
 step "closed loop with tracing on, exporting to a reachable OTLP collector"
-TRACED=$(closed_loop_with_otlp "http://127.0.0.1:$SINK_PORT")
+restart_with_otlp "http://127.0.0.1:$SINK_PORT"
+"${LG[@]}" --duration 2s >/dev/null
+TRACED=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
 TRACED_RATE=$(rate_of "$TRACED")
 ok "$(summary "$TRACED")"
 kill "$SINK" 2>/dev/null || true
 step "closed loop with tracing on and the OTLP collector unreachable"
-OTEL=$(closed_loop_with_otlp "http://127.0.0.1:9")
+restart_with_otlp "http://127.0.0.1:9"
+"${LG[@]}" --duration 2s >/dev/null
+OTEL=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
 OTEL_RATE=$(rate_of "$OTEL")
 ok "$(summary "$OTEL")"
 
