@@ -63,6 +63,7 @@ start_service() {
   kill -0 "$SVC" 2>/dev/null || die "the order-service exited at start-up; see $RUN_DIR/bench-order-service.log"
 }
 
+SVC=""
 cleanup() {
   # errexit applies inside traps: every command here must not fail.
   [ -n "$SVC" ] && kill "$SVC" 2>/dev/null || true
