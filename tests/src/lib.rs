@@ -34,7 +34,8 @@ pub struct Service {
     pub url: String,
     /// Where its stdout (the JSON log) goes.
     pub log: PathBuf,
-    child: Child,
+    /// Held for `kill_on_drop`: the process ends with the test.
+    _child: Child,
 }
 
 impl Service {
@@ -56,15 +57,11 @@ impl Service {
         let http = reqwest::Client::new();
         for _ in 0..200 {
             if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { url, log, child };
+                return Self { url, log, _child: child };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{binary} did not become ready on {url}");
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("running")
     }
 }
 

@@ -98,19 +98,6 @@ pub fn init(service: &str, format: LogFormat, default_filter: &str) -> Telemetry
 /// Spans exported by default: our own at info, libraries' only when they warn.
 const DEFAULT_TRACES_FILTER: &str = "info,sqlx=warn,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sqs=warn,hyper=warn,h2=warn,tower=warn,tonic=warn,reqwest=warn,opentelemetry=warn";
 
-/// Installs the global tracing subscriber without trace export. Safe to call
-/// more than once (later calls do nothing).
-pub fn init_logging(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(true))
-            .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
-    };
-}
-
 fn env_set(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
 }

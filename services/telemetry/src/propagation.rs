@@ -47,13 +47,6 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>, tracestate: O
     }
 }
 
-/// The trace id of `span` as 32 hex digits, when traces are on.
-pub fn trace_id(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
-}
-
 /// Records `trace_id` and `span_id` on `span` (declared `Empty` there), so every
 /// log line inside it names them. Does nothing when traces are off.
 pub fn record_ids(span: &tracing::Span) {
