@@ -34,13 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let telemetry =
         telemetry::init("delivery-service", telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
-    let settings = match Settings::from_env(settings::Env::from_process()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("delivery-service: {e}");
-            std::process::exit(2);
-        }
-    };
+    let settings = settings::or_exit(Settings::from_env(settings::Env::from_process()), "delivery-service");
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             MIGRATOR.run(&settings.database.pool()?).await.context("failed to apply migrations")?;

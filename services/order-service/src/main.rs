@@ -88,13 +88,7 @@ async fn main() -> anyhow::Result<()> {
         command => {
             let telemetry =
                 telemetry::init("order-service", telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
-            let settings = match Settings::from_env(settings::Env::from_process()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("order-service: {e}");
-                    std::process::exit(2);
-                }
-            };
+            let settings = settings::or_exit(Settings::from_env(settings::Env::from_process()), "order-service");
             match command {
                 Command::Migrate => {
                     MIGRATOR.run(&settings.database.pool()?).await.context("failed to apply migrations")?;

@@ -142,6 +142,15 @@ impl Env {
     }
 }
 
+/// The settings, or — for a binary's start-up — the error on stderr and exit
+/// code 2, the conventional code for a usage error.
+pub fn or_exit<T>(result: Result<T, ConfigError>, program: &str) -> T {
+    result.unwrap_or_else(|e| {
+        eprintln!("{program}: {e}");
+        std::process::exit(2)
+    })
+}
+
 /// Parses `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
