@@ -83,11 +83,18 @@ summary() {
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f orders/s, p50 %.1f ms, p99 %.1f ms, %d errors" % (d["rate"], d["p50_ms"], d["p99_ms"], d["errors"]))' "$1"
 }
 
+rate_of() { python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$1"; }
+
 LG=("$BIN/loadgen" --url "http://127.0.0.1:$PORT" --client-id bench --client-secret bench-secret --concurrency "$CONCURRENCY")
-"${LG[@]}" --duration 2s >/dev/null # warm-up: connections, prepared statements
+# closed_loop: warm up a freshly started service (connections, prepared
+# statements), then print one closed-loop run's JSON result.
+closed_loop() {
+  "${LG[@]}" --duration 2s >/dev/null
+  "${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json
+}
 step "closed loop: $CONCURRENCY concurrent clients, ${SECONDS_PER_RUN}s"
-FULL=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
-RATE=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$FULL")
+FULL=$(closed_loop)
+RATE=$(rate_of "$FULL")
 ok "$(summary "$FULL")"
 
 HALF=$((RATE / 2))
@@ -109,22 +116,18 @@ restart_with_otlp() {
   wait "$SVC" 2>/dev/null || true
   start_service OTEL_EXPORTER_OTLP_ENDPOINT="$1"
 }
-rate_of() { python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$1"; }
-
 SINK_PORT=14318
 python3 "$ROOT/scripts/otlp_sink.py" "$SINK_PORT" &
 SINK=$!
 step "closed loop with tracing on, exporting to a reachable OTLP collector"
 restart_with_otlp "http://127.0.0.1:$SINK_PORT"
-"${LG[@]}" --duration 2s >/dev/null
-TRACED=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
+TRACED=$(closed_loop)
 TRACED_RATE=$(rate_of "$TRACED")
 ok "$(summary "$TRACED")"
 kill "$SINK" 2>/dev/null || true
 step "closed loop with tracing on and the OTLP collector unreachable"
 restart_with_otlp "http://127.0.0.1:9"
-"${LG[@]}" --duration 2s >/dev/null
-OTEL=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json)
+OTEL=$(closed_loop)
 OTEL_RATE=$(rate_of "$OTEL")
 ok "$(summary "$OTEL")"
 
