@@ -79,3 +79,16 @@ pub async fn record_status_counts(pool: &PgPool, table: &'static str, metric: &'
         metrics::gauge!(metric, "status" => *status).set(n as f64);
     }
 }
+
+/// The schema of each database, embedded from the top-level `migrations/<database>/`
+/// folders. The services apply their own at start-up (`DATABASE_MIGRATE`) or with
+/// their `migrate` subcommand; the controller applies both when it provisions the
+/// databases. One definition, so all three always agree on what "up to date" means.
+pub mod migrations {
+    use sqlx::migrate::Migrator;
+
+    /// `migrations/orders`: the order-service's database.
+    pub static ORDERS: Migrator = sqlx::migrate!("../../migrations/orders");
+    /// `migrations/delivery`: the delivery-service's database.
+    pub static DELIVERY: Migrator = sqlx::migrate!("../../migrations/delivery");
+}

@@ -15,8 +15,8 @@ use web::Accepting;
 
 use crate::{config::Settings, consume::OrderCreatedHandler, http, scheduler::Scheduler, storage::StepPlan};
 
-/// Migrations of the delivery database, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/delivery");
+/// Migrations of the delivery database (embedded by the `database` crate).
+pub use database::migrations::DELIVERY as MIGRATOR;
 
 pub struct Application {
     listener: TcpListener,

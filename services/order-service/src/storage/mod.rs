@@ -4,5 +4,5 @@
 
 pub mod orders;
 
-/// Migrations of the orders database, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/orders");
+/// Migrations of the orders database (embedded by the `database` crate).
+pub use database::migrations::ORDERS as MIGRATOR;
