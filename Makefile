@@ -3,11 +3,14 @@
 
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/orderflow/target
+# Queries are checked at compile time against the committed .sqlx/ data, so
+# builds need no database; `make sqlx-prepare` refreshes it (see scripts/sqlx.sh).
+export SQLX_OFFLINE ?= true
 # Fewer parallel test binaries than cores would starve the emulator; more would
 # thrash a 2-core machine.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help run stop test test-rust deps build lint fmt bench
+.PHONY: help run stop test deps build lint fmt bench sqlx-prepare
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,9 +30,15 @@ build: ## build every crate
 test: deps ## every test, on the real PostgreSQL, Redis and SQS emulator
 	cargo test --workspace $(CARGO_TEST_FLAGS)
 
-lint: ## formatting and clippy, warnings are errors
+lint: ## formatting, clippy (warnings are errors), and .sqlx/ up to date with every query
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@scripts/deps.sh --no-sqs
+	@scripts/sqlx.sh check
+
+sqlx-prepare: ## regenerate .sqlx/ after changing a query or a migration
+	@scripts/deps.sh --no-sqs
+	@scripts/sqlx.sh prepare
 
 fmt: ## format the code
 	cargo fmt --all

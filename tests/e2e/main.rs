@@ -5,6 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 mod observability;
+mod schema;
 mod traces;
 
 use e2e::{Options, System};
@@ -86,7 +87,12 @@ async fn a_separate_status_consumer_process_moves_orders_on() {
     // The consumer-only process serves operations endpoints, not the order API.
     let api = sys.http.get(format!("{}/orders", consumer.url)).send().await.unwrap();
     assert_eq!(api.status(), reqwest::StatusCode::NOT_FOUND);
-    assert!(sys.metrics(&consumer.url).await.contains("db_pool_connections"));
+    // Its gauges are refreshed in the background.
+    let pool_gauges = testkit::eventually(Duration::from_secs(15), Duration::from_millis(200), || async {
+        sys.metrics(&consumer.url).await.contains("db_pool_connections").then_some(())
+    })
+    .await;
+    assert!(pool_gauges.is_some(), "the consumer process reports its pool");
 
     let token = sys.token().await;
     let order = sys.place(&token, "E2E-SPLIT").await;

@@ -1,8 +1,64 @@
-//! Metrics after real traffic, and no secret in the logs of a full run.
+//! Metrics after real traffic, the README's metrics table held to the
+//! declarations, and no secret in the logs of a full run.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use e2e::{Options, System, sample};
+use telemetry::Metric;
+
+/// The metric names of the README's metrics table (first column, before any `{`).
+fn readme_metrics() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let table = readme.split("**Metrics.**").nth(1).expect("the README has a Metrics section");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // header and separator
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            first.split('`').skip(1).step_by(2).map(|code| code.split('{').next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+fn names(metrics: &[Metric]) -> BTreeSet<String> {
+    metrics.iter().map(|m| m.name.to_owned()).collect()
+}
+
+#[test]
+fn the_readme_table_lists_exactly_the_declared_metrics() {
+    let declared: BTreeSet<String> =
+        names(&order_service::metrics::all()).union(&names(&delivery_service::metrics::all())).cloned().collect();
+    let documented = readme_metrics();
+    let undocumented: Vec<_> = declared.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&declared).collect();
+    assert!(undocumented.is_empty(), "declared but not in the README table: {undocumented:?}");
+    assert!(unknown.is_empty(), "in the README table but declared nowhere: {unknown:?}");
+}
+
+/// Whether a scrape carries a sample of every metric in `metrics`.
+fn missing_from(text: &str, metrics: &[Metric]) -> Vec<&'static str> {
+    metrics
+        .iter()
+        .filter(|m| !text.lines().any(|l| !l.starts_with('#') && l.starts_with(m.name)))
+        .map(|m| m.name)
+        .collect()
+}
+
+/// Scrapes `base` until `settled` holds for the text (gauges refresh in the
+/// background every few seconds).
+async fn scrape_until(sys: &System, base: &str, settled: impl Fn(&str) -> bool) -> String {
+    let scraped = testkit::eventually(Duration::from_secs(20), Duration::from_millis(250), || async {
+        let text = sys.metrics(base).await;
+        settled(&text).then_some(text)
+    })
+    .await;
+    match scraped {
+        Some(text) => text,
+        None => panic!("metrics of {base} did not settle: {}", sys.metrics(base).await),
+    }
+}
 
 async fn wait_delivered(sys: &System, n: i64) {
     let pool = sys.orders_db.pool().await;
@@ -27,9 +83,12 @@ async fn both_services_expose_the_metric_families_with_values_that_match_the_tra
         sys.place(&token, &format!("METRICS-{i}")).await;
     }
     wait_delivered(&sys, 3).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // let the last relay step settle its counters
-
-    let orders = sys.metrics(sys.api()).await;
+    // Counters settle when the last relay step ends; gauges when the background refresh runs.
+    let orders = scrape_until(&sys, sys.api(), |t| {
+        sample(t, "orders_by_status", &[("status", "DELIVERED")]) == Some(3.0)
+            && sample(t, "outbox_published_total", &[]) == Some(3.0)
+    })
+    .await;
     let m = |name: &str, labels: &[(&str, &str)]| sample(&orders, name, labels);
     assert_eq!(m("orders_created_total", &[]), Some(3.0), "{orders}");
     assert_eq!(
@@ -50,7 +109,11 @@ async fn both_services_expose_the_metric_families_with_values_that_match_the_tra
     assert_eq!(m("redis_up", &[]), Some(1.0));
     assert_eq!(m("auth_tokens_issued_total", &[]), Some(1.0));
 
-    let delivery = sys.metrics(&sys.delivery.url).await;
+    let delivery = scrape_until(&sys, &sys.delivery.url, |t| {
+        sample(t, "shipments_by_status", &[("status", "DELIVERED")]) == Some(3.0)
+            && sample(t, "outbox_published_total", &[]) == Some(6.0)
+    })
+    .await;
     let d = |name: &str, labels: &[(&str, &str)]| sample(&delivery, name, labels);
     let orders_queue = sys.queues.name(e2e::ORDERS);
     assert_eq!(d("messages_received_total", &[("queue", &orders_queue)]), Some(3.0), "{delivery}");
@@ -61,6 +124,12 @@ async fn both_services_expose_the_metric_families_with_values_that_match_the_tra
     assert_eq!(d("shipments_by_status", &[("status", "DELIVERED")]), Some(3.0));
     assert_eq!(d("outbox_published_total", &[]), Some(6.0));
     assert_eq!(d("sqs_queue_messages", &[("queue", &orders_queue), ("state", "visible")]), Some(0.0));
+    // Dead-letter queues are watched too (found through each queue's redrive policy).
+    let orders_dlq = messaging::dlq_name(&orders_queue);
+    assert_eq!(d("sqs_queue_messages", &[("queue", &orders_dlq), ("state", "visible")]), Some(0.0), "{delivery}");
+    // Every declared metric is exposed (counters and gauges from start-up at 0).
+    assert_eq!(missing_from(&orders, &order_service::metrics::all()), Vec::<&str>::new(), "{orders}");
+    assert_eq!(missing_from(&delivery, &delivery_service::metrics::all()), Vec::<&str>::new(), "{delivery}");
     // Conventions: latencies in seconds, counters end in _total, no order id in any label.
     for text in [&orders, &delivery] {
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {

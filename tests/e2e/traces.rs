@@ -107,6 +107,11 @@ async fn one_trace_follows_an_order_through_both_services() {
     assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
     let order: serde_json::Value = resp.json().await.unwrap();
     let id = order["id"].as_str().unwrap().to_owned();
+    // A customer follows the order live: each change pushed to the stream is a
+    // span in the order's trace (the context rides in the NOTIFY payload).
+    let stream = sys.http.get(format!("{}/orders/{id}/events", sys.api())).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(stream.status(), reqwest::StatusCode::OK);
+    let watching = tokio::spawn(stream.text());
 
     // Wait for the last hop: the order-service applying order-delivered.
     let status_queue = sys.queues.name(e2e::STATUS);
@@ -124,7 +129,8 @@ async fn one_trace_follows_an_order_through_both_services() {
                         && s.attributes.get("messaging.destination.name") == Some(&status_queue)
                 })
                 .count();
-            if applied == 2 {
+            let pushed = in_trace.iter().filter(|s| s.name == "sse.push").count();
+            if applied == 2 && pushed == 2 {
                 break (root.trace_id.clone(), in_trace);
             }
         }
@@ -185,5 +191,20 @@ async fn one_trace_follows_an_order_through_both_services() {
     for a in &applied {
         assert!(status_sends.iter().any(|s| s.span_id == a.parent), "apply span {a:?} has a send parent");
     }
+
+    // The live stream's pushes of SHIPPED and DELIVERED are children of the
+    // order-service spans that applied those changes.
+    let pushes = find("order-service", &|s| s.name == "sse.push");
+    let statuses: Vec<&str> = pushes.iter().map(|p| p.attributes["status"].as_str()).collect();
+    assert_eq!(statuses.len(), 2, "{pushes:?}");
+    assert!(statuses.contains(&"SHIPPED") && statuses.contains(&"DELIVERED"), "{statuses:?}");
+    for push in &pushes {
+        assert!(
+            spans.iter().any(|s| s.service == "order-service" && s.span_id == push.parent),
+            "push {push:?} has a parent in the order's trace"
+        );
+    }
+    let streamed = watching.await.unwrap().unwrap();
+    assert!(streamed.contains("event: DELIVERED"), "the stream saw the order delivered: {streamed}");
     assert!(spans.iter().all(|s| s.trace_id == trace_id));
 }

@@ -6,11 +6,11 @@
 //! The binaries are the ones cargo built beside this test (`cargo test
 //! --workspace` builds every binary before running any test).
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use serde_json::{Value, json};
-use testkit::{TestDb, TestQueues};
-use tokio::process::{Child, Command};
+pub use testkit::ServiceProcess as Service;
+use testkit::{Spawn, TestDb, TestQueues};
 use uuid::Uuid;
 
 pub const ORDERS: &str = "orders-queue.fifo";
@@ -25,44 +25,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running service process, killed when dropped.
-pub struct Service {
-    pub url: String,
-    /// Where its stdout (the JSON log) goes.
-    pub log: PathBuf,
-    /// Held for `kill_on_drop`: the process ends with the test.
-    _child: Child,
-}
-
-impl Service {
-    async fn start(binary: &str, args: &[&str], env: Vec<(String, String)>, log_level: &str) -> Self {
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!("orderflow-e2e-{binary}-{port}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin(binary))
-            .args(args)
-            .envs(env)
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", std::env::var("E2E_LOGS").unwrap_or_else(|_| log_level.to_owned()))
-            .stdout(Stdio::from(file))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { url, log, _child: child };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{binary} did not become ready on {url}");
-    }
+/// Starts `binary` with `args` and `env` and waits until it is ready.
+async fn start(binary: &str, args: &[&str], env: Vec<(String, String)>, log_level: &str) -> Service {
+    let service = Spawn::new(bin(binary), env).args(args).log_level(log_level).start().await;
+    service.wait_ready(Duration::from_secs(30)).await;
+    service
 }
 
 /// Options of a system under test.
@@ -157,7 +124,7 @@ impl System {
                 ("STEP_JITTER".to_owned(), "100ms".to_owned()),
                 ("SCHEDULER_INTERVAL".to_owned(), "100ms".to_owned()),
             ]);
-            Service::start("delivery-service", &[], env, options.log_level).await
+            start("delivery-service", &[], env, options.log_level).await
         };
         let mut order_services = Vec::new();
         let mut status_consumer = None;
@@ -169,10 +136,11 @@ impl System {
                 ("REDIS_KEY_PREFIX".to_owned(), format!("{}:", queues.prefix)),
                 ("STATUS_CONSUMER_ENABLED".to_owned(), (replica == 0 && !options.separate_status_consumer).to_string()),
             ]);
-            order_services.push(Service::start("order-service", &[], env.clone(), options.log_level).await);
+            order_services.push(start("order-service", &[], env.clone(), options.log_level).await);
             if replica == 0 && options.separate_status_consumer {
-                status_consumer =
-                    Some(Service::start("order-service", &["status-consumer"], env, options.log_level).await);
+                // The consumer role needs no signing key and no Redis: it gets none.
+                env.retain(|(k, _)| !matches!(k.as_str(), "JWT_PRIVATE_KEY" | "REDIS_URL" | "REDIS_KEY_PREFIX"));
+                status_consumer = Some(start("order-service", &["status-consumer"], env, options.log_level).await);
             }
         }
         Self {

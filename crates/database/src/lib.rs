@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub mod metrics;
+
 use settings::{Env, ExposeSecret, SecretString};
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
@@ -43,6 +45,15 @@ impl DatabaseSettings {
         }
     }
 
+    /// Reads only the `DATABASE_*` variables, for commands that need nothing
+    /// else (`migrate`, `clients create`); the error names every bad variable.
+    pub fn from_process(default_db: &str) -> Result<Self, settings::ConfigError> {
+        let mut env = Env::from_process();
+        let database = Self::from_env(&mut env, default_db, 2);
+        env.finish()?;
+        Ok(database)
+    }
+
     /// A pool that connects on first use.
     pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
         PgPoolOptions::new()
@@ -54,7 +65,7 @@ impl DatabaseSettings {
 
 /// `SELECT 1` within `timeout`, for readiness probes.
 pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await {
+    match tokio::time::timeout(timeout, sqlx::query!("SELECT 1 AS one").fetch_one(pool)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
@@ -64,20 +75,10 @@ pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<(), String> {
 /// Sets the `db_pool_connections{state}` gauges from `pool`.
 pub fn record_pool_gauges(pool: &PgPool) {
     let (size, idle) = (pool.size(), pool.num_idle() as u32);
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
-    metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
-    metrics::gauge!("db_pool_connections", "state" => "max").set(f64::from(pool.options().get_max_connections()));
-}
-
-/// Sets gauge `metric{status}` from `SELECT status, count(*) ... GROUP BY status`
-/// on `table`, with 0 for each of `statuses` that has no rows.
-pub async fn record_status_counts(pool: &PgPool, table: &'static str, metric: &'static str, statuses: &[&'static str]) {
-    let sql = format!("SELECT status, count(*) FROM {table} GROUP BY status");
-    let counts: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap_or_default();
-    for status in statuses {
-        let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-        metrics::gauge!(metric, "status" => *status).set(n as f64);
-    }
+    let gauge = |state| metrics::POOL_CONNECTIONS.gauge_with(&[state]);
+    gauge("idle").set(f64::from(idle));
+    gauge("in_use").set(f64::from(size.saturating_sub(idle)));
+    gauge("max").set(f64::from(pool.options().get_max_connections()));
 }
 
 /// The schema of each database, embedded from the top-level `migrations/<database>/`

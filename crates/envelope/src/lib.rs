@@ -124,6 +124,9 @@ impl Event {
 
 impl DecodeError {
     /// A short, low-cardinality name for metrics labels.
+    /// Every [`DecodeError::kind`], for metrics that list them up front.
+    pub const KINDS: [&'static str; 4] = ["malformed", "unknown_type", "unsupported_version", "bad_payload"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             DecodeError::Malformed(_) => "malformed",
@@ -194,5 +197,21 @@ mod tests {
         let mut value = serde_json::to_value(Envelope::new(Uuid::now_v7(), Utc::now(), created())).unwrap();
         value["payload"]["items"] = serde_json::json!("nope");
         assert!(matches!(Event::decode(&value.to_string()), Err(DecodeError::BadPayload { .. })));
+    }
+
+    #[test]
+    fn every_decode_error_kind_is_listed() {
+        let mut unknown = Envelope::new(Uuid::now_v7(), Utc::now(), created());
+        unknown.event_type = "order-teleported".into();
+        let mut newer = Envelope::new(Uuid::now_v7(), Utc::now(), created());
+        newer.event_version = 2;
+        let mut bad = serde_json::to_value(Envelope::new(Uuid::now_v7(), Utc::now(), created())).unwrap();
+        bad["payload"]["items"] = serde_json::json!("nope");
+        let kinds: Vec<&str> = [unknown.to_json(), newer.to_json(), "not json".to_owned(), bad.to_string()]
+            .iter()
+            .map(|body| Event::decode(body).unwrap_err().kind())
+            .collect();
+        assert_eq!(kinds.len(), DecodeError::KINDS.len());
+        assert!(kinds.iter().all(|k| DecodeError::KINDS.contains(k)), "{kinds:?}");
     }
 }

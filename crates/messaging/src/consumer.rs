@@ -36,6 +36,8 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::metrics;
+
 /// A received message, as a handler sees it.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -52,20 +54,28 @@ pub struct Received {
 /// What to do with a message after handling it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
-    /// Handled (or a known duplicate): delete it.
+    /// Handled: delete it.
     Ack,
+    /// Handled before (its event id is in the inbox): delete it, counted as a
+    /// duplicate.
+    Duplicate,
     /// A transient failure: let SQS deliver it again after `after`.
     Retry { after: Duration },
     /// It can never be handled (garbage, unknown type): leave it to the
-    /// dead-letter queue via the redrive policy.
-    Reject { reason: String },
+    /// dead-letter queue via the redrive policy. `label` is the metric's
+    /// `reason` (a small fixed set); `reason` the full explanation for the log.
+    Reject { label: &'static str, reason: String },
 }
 
 impl Disposition {
-    /// A rejection counted in `messages_rejected_total{reason}`.
-    pub fn reject(reason_label: &'static str, reason: impl Into<String>) -> Self {
-        metrics::counter!("messages_rejected_total", "reason" => reason_label).increment(1);
-        Disposition::Reject { reason: reason.into() }
+    /// A rejection, counted in `messages_rejected_total{queue, reason=label}`.
+    pub fn reject(label: &'static str, reason: impl Into<String>) -> Self {
+        Disposition::Reject { label, reason: reason.into() }
+    }
+
+    /// Whether the message is done with and can be deleted.
+    fn settled(&self) -> bool {
+        matches!(self, Disposition::Ack | Disposition::Duplicate)
     }
 }
 
@@ -163,6 +173,17 @@ pub struct Consumer<H> {
 
 impl<H: Handler> Consumer<H> {
     pub fn new(client: Client, config: ConsumerConfig, handler: H) -> Self {
+        // This queue's series exist (at 0) before the first message, so a
+        // dashboard or an alert sees "no rejections yet" rather than nothing.
+        let queue = config.queue.as_str();
+        metrics::RECEIVED.counter_with(&[queue]).increment(0);
+        metrics::DUPLICATE.counter_with(&[queue]).increment(0);
+        for outcome in ["ack", "retry", "reject"] {
+            metrics::PROCESSED.counter_with(&[queue, outcome]).increment(0);
+        }
+        for reason in envelope::DecodeError::KINDS {
+            metrics::REJECTED.counter_with(&[queue, reason]).increment(0);
+        }
         Self { client, config, handler: Arc::new(handler), url: OnceCell::new() }
     }
 
@@ -225,8 +246,9 @@ impl<H: Handler> Consumer<H> {
         if messages.is_empty() {
             return Ok(PollOutcome::default());
         }
-        let queue = self.config.queue.clone();
-        metrics::counter!("messages_received_total", "queue" => queue.clone()).increment(messages.len() as u64);
+        // Crash tests: the process dies holding received, unhandled messages.
+        fail::fail_point!("consumer-after-receive", |_| std::process::abort());
+        metrics::RECEIVED.counter_with(&[&self.config.queue]).increment(messages.len() as u64);
 
         // Group in queue order.
         let mut groups: Vec<(String, Vec<Received>)> = Vec::new();
@@ -273,20 +295,24 @@ impl<H: Handler> Consumer<H> {
                         );
                         telemetry::propagation::record_ids(&span);
                         let d = self.handler.handle(&m).instrument(span).await;
+                        let queue = self.config.queue.as_str();
                         let outcome = match &d {
                             Disposition::Ack => "ack",
+                            Disposition::Duplicate => {
+                                metrics::DUPLICATE.counter_with(&[queue]).increment(1);
+                                "ack"
+                            }
                             Disposition::Retry { .. } => "retry",
-                            Disposition::Reject { .. } => "reject",
+                            Disposition::Reject { label, reason } => {
+                                metrics::REJECTED.counter_with(&[queue, label]).increment(1);
+                                tracing::error!(message_id = %m.message_id, receive_count = m.receive_count, %reason,
+                                    "rejected message; it will reach the dead-letter queue after the redrive count");
+                                "reject"
+                            }
                         };
-                        metrics::histogram!("message_handling_seconds", "queue" => self.config.queue.clone())
-                            .record(started.elapsed().as_secs_f64());
-                        metrics::counter!("messages_processed_total", "queue" => self.config.queue.clone(), "outcome" => outcome)
-                            .increment(1);
-                        if let Disposition::Reject { reason } = &d {
-                            tracing::error!(message_id = %m.message_id, receive_count = m.receive_count, %reason,
-                                "rejected message; it will reach the dead-letter queue after the redrive count");
-                        }
-                        blocked = d != Disposition::Ack;
+                        metrics::HANDLING.histogram_with(&[queue]).record(started.elapsed().as_secs_f64());
+                        metrics::PROCESSED.counter_with(&[queue, outcome]).increment(1);
+                        blocked = !d.settled();
                         Some(d)
                     };
                     pending.lock().expect("pending lock").retain(|h| *h != m.receipt_handle);
@@ -304,7 +330,7 @@ impl<H: Handler> Consumer<H> {
         for (m, d) in results.into_iter().flatten() {
             outcome.received += 1;
             match d {
-                Some(Disposition::Ack) => {
+                Some(Disposition::Ack | Disposition::Duplicate) => {
                     outcome.acked += 1;
                     delete.push(m.receipt_handle);
                 }
@@ -322,6 +348,8 @@ impl<H: Handler> Consumer<H> {
                 }
             }
         }
+        // Crash tests: the handlers committed, the messages are not deleted yet.
+        fail::fail_point!("consumer-before-delete", |_| std::process::abort());
         self.delete_batch(&url, delete).await?;
         self.change_visibility(&url, visibility).await?;
         Ok(outcome)
@@ -413,17 +441,17 @@ impl<H: Handler> Consumer<H> {
         let loops = (0..self.config.pollers.max(1)).map(|_| {
             let (this, stop) = (self.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut backoff = Duration::from_millis(200);
+                let mut backoff = shutdown::retry::Backoff::default();
                 while !stop.is_cancelled() {
                     match this.poll_once(&stop).await {
-                        Ok(_) => backoff = Duration::from_millis(200),
+                        Ok(_) => backoff.reset(),
                         Err(e) => {
-                            tracing::warn!(error = %e, "receive failed; retrying");
+                            let pause = backoff.next_delay();
+                            tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receive failed; retrying");
                             tokio::select! {
                                 () = stop.cancelled() => {}
-                                () = tokio::time::sleep(backoff) => {}
+                                () = tokio::time::sleep(pause) => {}
                             }
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
                         }
                     }
                 }

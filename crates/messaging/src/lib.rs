@@ -1,21 +1,23 @@
-//! SQS mechanics shared by every orderflow service: building the client (with
-//! an endpoint override for the local emulator), provisioning FIFO queues with
-//! their dead-letter queues, publishing batches of events, and the consumer
-//! loop that reads a queue into a service's handler.
+//! Messaging mechanics shared by every orderflow service: building the SQS
+//! client (with an endpoint override for the local emulator), provisioning
+//! FIFO queues with their dead-letter queues, publishing batches of events, the
+//! consumer loop that reads a queue into a service's handler, and the consumer's
+//! inbox (the PostgreSQL table that makes handling exactly-once).
 //!
-//! This crate speaks SQS and the envelope's attribute conventions; it knows no
-//! database. The transactional outbox that feeds [`Publisher`] lives in the
-//! `outbox` crate.
+//! The transactional outbox that feeds [`Publisher`] lives in the `outbox`
+//! crate; this one owns everything on the receiving side.
 
 pub mod client;
 pub mod consumer;
+pub mod inbox;
+pub mod metrics;
 pub mod provision;
 pub mod publish;
 
 pub use client::{SqsSettings, connect};
 pub use consumer::{ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, Received, decode_event};
-pub use provision::{QueueUrls, dlq_name, ensure_fifo_queue};
-pub use publish::{BatchOutcome, OutgoingMessage, PublishError, Publisher};
+pub use provision::{QueueUrls, dlq_name, ensure_fifo_queue, ensure_fifo_queues};
+pub use publish::{BatchOutcome, OutgoingMessage, PublishError, Publisher, QueueDepth};
 
 pub use aws_sdk_sqs::Client as SqsClient;
 

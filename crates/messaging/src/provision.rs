@@ -63,6 +63,20 @@ pub async fn ensure_fifo_queue(
     Ok(QueueUrls { url, dlq_url })
 }
 
+/// Ensures each of `queues` with [`ensure_fifo_queue`], logging the outcome;
+/// a failure is only a warning (the services start while SQS is away and use
+/// the queues once it is back). For `SQS_CREATE_QUEUES` in development.
+pub async fn ensure_fifo_queues(client: &Client, queues: &[&str], max_receive_count: u32) {
+    for queue in queues {
+        match ensure_fifo_queue(client, queue, max_receive_count).await {
+            Ok(urls) => tracing::info!(queue = %urls.url, dlq = %urls.dlq_url, "queue ready"),
+            Err(e) => {
+                tracing::warn!(queue, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not create the queue now; will use it once SQS is reachable")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -40,6 +40,23 @@ pub struct BatchOutcome {
     pub failed: Vec<(String, String)>,
 }
 
+/// How many messages a queue holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    /// The queue its redrive policy sends poison messages to.
+    pub dead_letter_queue: Option<String>,
+}
+
+/// The queue name in a redrive policy's `deadLetterTargetArn`
+/// (`arn:aws:sqs:region:account:name`).
+fn dead_letter_queue_name(redrive_policy: &str) -> Option<String> {
+    let policy: serde_json::Value = serde_json::from_str(redrive_policy).ok()?;
+    let arn = policy.get("deadLetterTargetArn")?.as_str()?;
+    arn.rsplit(':').next().filter(|n| !n.is_empty()).map(str::to_owned)
+}
+
 /// The whole call failed (SQS unreachable, throttled, credentials...).
 #[derive(Debug, thiserror::Error)]
 #[error("publishing to {queue} failed: {detail}")]
@@ -70,6 +87,21 @@ impl Publisher {
         Self { client, urls: Arc::default() }
     }
 
+    /// Asks SQS now whether queue `name` exists and answers (an uncached
+    /// `GetQueueUrl`), for readiness probes: a cached URL says nothing about
+    /// whether SQS is reachable at this moment.
+    pub async fn probe(&self, name: &str) -> Result<(), PublishError> {
+        self.client.get_queue_url().queue_name(name).send().await.map(drop).map_err(|e| PublishError::new(name, e))
+    }
+
+    /// [`Publisher::probe`] for each of `queues`; the first failure, as text for a readiness report.
+    pub async fn probe_all(&self, queues: &[String]) -> Result<(), String> {
+        for queue in queues {
+            self.probe(queue).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// The URL of queue `name`, from the cache or `GetQueueUrl`.
     pub async fn queue_url(&self, name: &str) -> Result<String, PublishError> {
         if let Some(url) = self.urls.lock().expect("url cache lock").get(name) {
@@ -88,9 +120,10 @@ impl Publisher {
         Ok(url)
     }
 
-    /// Approximate `(visible, in_flight)` message counts of queue `name`, for
-    /// the queue-depth gauges (SQS reports these as approximations).
-    pub async fn queue_depth(&self, name: &str) -> Result<(u64, u64), PublishError> {
+    /// Approximate `(visible, in_flight)` message counts of queue `name` (SQS
+    /// reports these as approximations), and the name of its dead-letter queue
+    /// if it has a redrive policy.
+    pub async fn queue_depth(&self, name: &str) -> Result<QueueDepth, PublishError> {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let url = self.queue_url(name).await?;
         let attrs = self
@@ -99,24 +132,35 @@ impl Publisher {
             .queue_url(url)
             .attribute_names(A::ApproximateNumberOfMessages)
             .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::RedrivePolicy)
             .send()
             .await
             .map_err(|e| PublishError::new(name, e))?
             .attributes
             .unwrap_or_default();
         let count = |a: A| attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok((count(A::ApproximateNumberOfMessages), count(A::ApproximateNumberOfMessagesNotVisible)))
+        Ok(QueueDepth {
+            visible: count(A::ApproximateNumberOfMessages),
+            in_flight: count(A::ApproximateNumberOfMessagesNotVisible),
+            dead_letter_queue: attrs.get(&A::RedrivePolicy).and_then(|p| dead_letter_queue_name(p)),
+        })
     }
 
-    /// Sets the `sqs_queue_messages{queue, state}` gauges for `queues`, each
-    /// call bounded by `timeout`; a queue that does not answer keeps its last value.
+    /// Sets the `sqs_queue_messages{queue, state}` gauges for `queues` and for
+    /// their dead-letter queues, each call bounded by `timeout`; a queue that
+    /// does not answer keeps its last value.
     pub async fn record_queue_depths(&self, queues: &[String], timeout: std::time::Duration) {
+        let record = |queue: &str, depth: &QueueDepth| {
+            crate::metrics::QUEUE_MESSAGES.gauge_with(&[queue, "visible"]).set(depth.visible as f64);
+            crate::metrics::QUEUE_MESSAGES.gauge_with(&[queue, "in_flight"]).set(depth.in_flight as f64);
+        };
         for queue in queues {
-            if let Ok(Ok((visible, in_flight))) = tokio::time::timeout(timeout, self.queue_depth(queue)).await {
-                metrics::gauge!("sqs_queue_messages", "queue" => queue.clone(), "state" => "visible")
-                    .set(visible as f64);
-                metrics::gauge!("sqs_queue_messages", "queue" => queue.clone(), "state" => "in_flight")
-                    .set(in_flight as f64);
+            let Ok(Ok(depth)) = tokio::time::timeout(timeout, self.queue_depth(queue)).await else { continue };
+            record(queue, &depth);
+            if let Some(dlq) = &depth.dead_letter_queue
+                && let Ok(Ok(dlq_depth)) = tokio::time::timeout(timeout, self.queue_depth(dlq)).await
+            {
+                record(dlq, &dlq_depth);
             }
         }
     }
@@ -167,4 +211,15 @@ fn entry(m: &OutgoingMessage) -> SendMessageBatchRequestEntry {
         builder = builder.message_attributes(ATTR_TRACESTATE, string_attr(ts));
     }
     builder.build().expect("id and body are set")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_dead_letter_queue_in_a_redrive_policy() {
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:orders-queue-dlq.fifo","maxReceiveCount":"5"}"#;
+        assert_eq!(super::dead_letter_queue_name(policy).as_deref(), Some("orders-queue-dlq.fifo"));
+        assert_eq!(super::dead_letter_queue_name("{}"), None);
+        assert_eq!(super::dead_letter_queue_name("not json"), None);
+    }
 }

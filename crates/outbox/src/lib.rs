@@ -1,9 +1,8 @@
 //! The transactional outbox: events written in the same database transaction as
 //! the state change that caused them, then published to SQS by a relay.
 //!
-//! - [`enqueue`] adds an event inside the caller's transaction (services with a
-//!   single-statement write path insert into the `outbox` table in their own SQL,
-//!   with the same columns).
+//! - [`enqueue`] adds an event inside the caller's transaction: the only way a
+//!   service writes to the `outbox` table.
 //! - [`Relay`] claims pending rows with `FOR UPDATE SKIP LOCKED`, so any number
 //!   of replicas relay at once without double-sending, and publishes them in
 //!   batches. Only the oldest pending row of each message group is claimed, so
@@ -14,6 +13,7 @@
 //! `migrations/*/..._outbox.sql`); this crate owns the queries on it.
 
 pub mod breaker;
+pub mod metrics;
 pub mod relay;
 
 pub use relay::{Outcome, Relay, RelayConfig, RelayError, Waker};
@@ -37,19 +37,20 @@ pub struct OutboxMessage {
     pub tracestate: Option<String>,
 }
 
-/// Adds `message` to the outbox within the caller's transaction.
+/// Adds `message` to the outbox within the caller's transaction, so the event
+/// is published if and only if the caller commits.
 pub async fn enqueue(conn: &mut PgConnection, message: &OutboxMessage) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO outbox (event_id, destination, group_id, event_type, body, traceparent, tracestate)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        message.event_id,
+        message.destination,
+        message.group_id,
+        message.event_type,
+        message.body,
+        message.traceparent,
+        message.tracestate,
     )
-    .bind(message.event_id)
-    .bind(&message.destination)
-    .bind(&message.group_id)
-    .bind(&message.event_type)
-    .bind(&message.body)
-    .bind(&message.traceparent)
-    .bind(&message.tracestate)
     .execute(conn)
     .await?;
     Ok(())
@@ -57,40 +58,13 @@ pub async fn enqueue(conn: &mut PgConnection, message: &OutboxMessage) -> Result
 
 /// Rows still waiting to be published: the relay's backlog.
 pub async fn backlog(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(pool).await
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM outbox"#).fetch_one(pool).await
 }
 
-pub mod inbox {
-    //! The inbox half of exactly-once handling: a consumer records each event id
-    //! in `processed_messages` inside the transaction that applies the event. A
-    //! redelivered or re-sent event finds its id there and changes nothing.
-
-    use sqlx::PgConnection;
-    use uuid::Uuid;
-
-    /// Deletes up to `batch` inbox rows older than `older_than`; returns how
-    /// many. Past SQS's longest retention (14 days) a message cannot come back,
-    /// so its id need not be remembered.
-    pub async fn prune(pool: &sqlx::PgPool, older_than: std::time::Duration, batch: i64) -> Result<u64, sqlx::Error> {
-        let deleted = sqlx::query(
-            "DELETE FROM processed_messages WHERE event_id IN (
-               SELECT event_id FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)",
-        )
-        .bind(older_than.as_secs_f64())
-        .bind(batch)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        Ok(deleted)
-    }
-
-    /// Records `event_id`; `false` if it was processed before (skip it).
-    pub async fn record_once(conn: &mut PgConnection, event_id: Uuid) -> Result<bool, sqlx::Error> {
-        let inserted = sqlx::query("INSERT INTO processed_messages (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(event_id)
-            .execute(conn)
-            .await?
-            .rows_affected();
-        Ok(inserted == 1)
+/// Sets the `outbox_backlog` gauge from [`backlog`]; keeps the last value if
+/// the database does not answer.
+pub async fn record_backlog(pool: &sqlx::PgPool) {
+    if let Ok(n) = backlog(pool).await {
+        metrics::BACKLOG.as_gauge().set(n as f64);
     }
 }

@@ -18,7 +18,10 @@ use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::breaker::{Breaker, Permit};
+use crate::{
+    breaker::{Breaker, Permit},
+    metrics,
+};
 
 /// Tuning of a relay. Defaults suit production; tests shorten the waits.
 #[derive(Debug, Clone)]
@@ -33,6 +36,8 @@ pub struct RelayConfig {
     /// First cool-down of an open circuit; doubles per failed probe up to `breaker_max_cooldown`.
     pub breaker_cooldown: Duration,
     pub breaker_max_cooldown: Duration,
+    /// First per-row back-off after SQS refused an entry; doubles per refusal.
+    pub row_backoff: Duration,
     /// Longest per-row back-off after SQS refused an entry.
     pub max_row_backoff: Duration,
     /// Relay loops per process. Each claims its own batch (`SKIP LOCKED`), so
@@ -66,6 +71,7 @@ impl Default for RelayConfig {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             breaker_max_cooldown: Duration::from_secs(30),
+            row_backoff: Duration::from_millis(200),
             max_row_backoff: Duration::from_secs(60),
             concurrency: 4,
         }
@@ -111,7 +117,6 @@ pub struct Relay {
     waker: Waker,
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     id: i64,
     event_id: Uuid,
@@ -146,7 +151,8 @@ impl Relay {
         let mut tx = self.pool.begin().await?;
         // Only the oldest pending row of each group is eligible, so a later event
         // of an order never overtakes an earlier one.
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows = sqlx::query_as!(
+            Row,
             "SELECT id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at
              FROM outbox o
              WHERE next_attempt_at <= now()
@@ -154,8 +160,8 @@ impl Relay {
              ORDER BY id
              LIMIT $1
              FOR UPDATE OF o SKIP LOCKED",
+            limit as i64,
         )
-        .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
@@ -212,7 +218,7 @@ impl Relay {
                     // Nothing was settled for this queue yet; settle what other
                     // queues accepted (below), leave these rows for later.
                     self.breaker.lock().await.on_failure();
-                    metrics::counter!("outbox_publish_failures_total").increment(messages.len() as u64);
+                    metrics::PUBLISH_FAILURES.as_counter().increment(messages.len() as u64);
                     if sent.is_empty() && refused.is_empty() {
                         tx.rollback().await?;
                         return Err(e.into());
@@ -224,18 +230,21 @@ impl Relay {
         if !sent.is_empty() {
             self.breaker.lock().await.on_success();
         }
+        // Crash tests: SQS has the messages, the rows are not deleted yet.
+        fail::fail_point!("relay-after-send", |_| std::process::abort());
 
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&sent).execute(&mut *tx).await?;
+        sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &sent).execute(&mut *tx).await?;
         for (id, why) in &refused {
             tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
-                   next_attempt_at = now() + least(make_interval(secs => 0.2 * power(2, least(attempts, 20))), make_interval(secs => $3))
+                   next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4))
                  WHERE id = $1",
+                id,
+                why,
+                self.config.row_backoff.as_secs_f64(),
+                self.config.max_row_backoff.as_secs_f64(),
             )
-            .bind(id)
-            .bind(why)
-            .bind(self.config.max_row_backoff.as_secs_f64())
             .execute(&mut *tx)
             .await?;
         }
@@ -244,11 +253,11 @@ impl Relay {
         let now = Utc::now();
         for row in rows.iter().filter(|r| sent.contains(&r.id)) {
             let age = (now - row.created_at).to_std().unwrap_or_default();
-            metrics::histogram!("outbox_publish_delay_seconds").record(age.as_secs_f64());
+            metrics::PUBLISH_DELAY.as_histogram().record(age.as_secs_f64());
             tracing::debug!(event_id = %row.event_id, order_id = %row.group_id, "event published");
         }
-        metrics::counter!("outbox_published_total").increment(sent.len() as u64);
-        metrics::counter!("outbox_refused_total").increment(refused.len() as u64);
+        metrics::PUBLISHED.as_counter().increment(sent.len() as u64);
+        metrics::REFUSED.as_counter().increment(refused.len() as u64);
         tracing::Span::current().record("sent", sent.len()).record("refused", refused.len());
         Ok(Outcome::Published { sent: sent.len(), refused: refused.len() })
     }
@@ -266,22 +275,26 @@ impl Relay {
     }
 
     async fn run_loop(self: Arc<Self>, cancel: CancellationToken) {
-        let mut error_backoff = Duration::from_millis(100);
+        let mut backoff = shutdown::retry::Backoff::default();
         loop {
-            let pause = match self.try_publish_once().await {
+            let step = self.try_publish_once().await;
+            // Any step that did not fail ends a run of errors.
+            if step.is_ok() {
+                backoff.reset();
+            }
+            let pause = match step {
                 Ok(Outcome::Published { sent, refused }) if sent + refused >= self.config.batch_size => Duration::ZERO,
                 Ok(Outcome::Published { .. }) | Ok(Outcome::Idle) => self.config.poll_interval,
                 Ok(Outcome::CircuitOpen(wait)) => wait,
                 Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay step failed");
-                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
-                    error_backoff
+                    let pause = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "outbox relay step failed");
+                    pause
                 }
             };
             if pause.is_zero() {
                 // A full batch: more is probably waiting; let another loop help.
                 self.waker.wake();
-                error_backoff = Duration::from_millis(100);
                 if cancel.is_cancelled() {
                     break;
                 }

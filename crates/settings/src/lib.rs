@@ -104,7 +104,7 @@ impl Env {
         self.raw(name).map(SecretString::from)
     }
 
-    /// A duration written as `250ms`, `10s`, `5m` or `1h` (a bare number is seconds).
+    /// A duration written as `250ms`, `10s`, `5m` or `1h` (see [`parse_duration`]).
     pub fn duration(&mut self, name: &str, default: Duration) -> Duration {
         match self.raw(name) {
             Some(raw) => match parse_duration(&raw) {
@@ -151,19 +151,16 @@ pub fn or_exit<T>(result: Result<T, ConfigError>, program: &str) -> T {
     })
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
+/// Parses a duration the way every orderflow setting and tool writes one:
+/// humantime's `250ms`, `10s`, `5m`, `1h`, `1h 30m`, `14days`, or a bare
+/// whole number of seconds. A value too large to represent is an error, never
+/// a wrapped or saturated duration.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let n: u64 = number.parse().map_err(|_| "expected a whole number followed by ms, s, m or h".to_string())?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        other => Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw.parse::<u64>().map(Duration::from_secs).map_err(|_| "number too large".to_owned());
     }
+    humantime::parse_duration(raw).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -172,7 +169,7 @@ mod tests {
 
     #[test]
     fn collects_every_bad_variable_and_names_it() {
-        let mut env = Env::from_pairs([("PORT", "eighty"), ("TIMEOUT", "3 weeks"), ("DEBUG", "maybe")]);
+        let mut env = Env::from_pairs([("PORT", "eighty"), ("TIMEOUT", "3 fortnights"), ("DEBUG", "maybe")]);
         let port: u16 = env.get("PORT", 8080);
         let _ = env.duration("TIMEOUT", Duration::from_secs(1));
         let _ = env.flag("DEBUG", false);
@@ -193,8 +190,20 @@ mod tests {
         assert_eq!(env.optional::<u32>("EMPTY"), None);
         assert!(env.finish().is_ok());
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("1fortnight").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_wrap() {
+        // u64::MAX hours would wrap if multiplied unchecked.
+        assert!(parse_duration("18446744073709551615h").is_err());
+        assert!(parse_duration("99999999999999999999").is_err());
+        let mut env = Env::from_pairs([("TTL", "18446744073709551615h")]);
+        assert_eq!(env.duration("TTL", Duration::from_secs(1)), Duration::from_secs(1));
+        assert!(env.finish().unwrap_err().to_string().contains("TTL"));
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! Process shutdown: one place that turns SIGTERM/SIGINT into a cancellation
-//! token that the HTTP server and every background loop watch.
+//! Process lifecycle: one place that turns SIGTERM/SIGINT into a cancellation
+//! token that the HTTP server and every background loop watch, the order in
+//! which they stop ([`run_until_stopped`]), and how loops pace their retries
+//! ([`retry`]).
 //!
 //! Loops are expected to finish the unit of work in hand when the token fires,
-//! then return ([`Background`] runs and stops them together); the binary bounds
-//! the whole drain with [`drain_deadline`].
+//! then return ([`Background`] runs and stops them in order); the whole drain
+//! is bounded by the shutdown timeout ([`drain_deadline`]).
+
+pub mod retry;
 
 use std::{future::Future, time::Duration};
 
@@ -59,6 +63,37 @@ pub async fn drain_deadline(limit: Duration, drain: impl Future<Output = ()>) ->
             false
         }
     }
+}
+
+/// Runs a service until `stop` fires, then shuts it down in order, within
+/// `limit`: the server stops accepting and finishes the requests in flight
+/// (`server` must begin its graceful shutdown when `stop` fires and resolve
+/// when done), then the background loops stop ([`Background::stop`]: consumers
+/// and schedulers first, the outbox relay last, so its final flush sees every
+/// row the others wrote). Returns whether everything finished in time.
+pub async fn run_until_stopped<S>(
+    name: &'static str,
+    server: S,
+    background: Background,
+    stop: CancellationToken,
+    limit: Duration,
+) -> bool
+where
+    S: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let server = tokio::spawn(server);
+    stop.cancelled().await;
+    let clean = drain_deadline(limit, async {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server failed"),
+            Err(e) => tracing::error!(error = %e, "server task panicked"),
+        }
+        background.stop().await;
+    })
+    .await;
+    tracing::info!(service = name, clean, "stopped");
+    clean
 }
 
 /// The background loops of a service (consumers, schedulers, the outbox

@@ -20,7 +20,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
+pub mod metric;
 pub mod propagation;
+
+pub use metric::{Kind, Metric};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +50,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are exported.
-    pub fn tracing_enabled(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Flushes and stops the span exporter (bounded by the exporter's timeout).
     pub fn shutdown(self) {
         if let Some(Err(e)) = self.provider.map(|p| p.shutdown()) {

@@ -18,6 +18,8 @@ impl TestDb {
         let admin_url = admin_url();
         let name = format!("orderflow_test_{}", crate::unique_tag());
         let mut admin = PgConnection::connect(&admin_url).await?;
+        // A database name cannot be a bind parameter; this one is generated
+        // (`orderflow_test_` + hex), never taken from input.
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).execute(&mut admin).await?;
         let url = replace_database(&admin_url, &name);
         let pool = PgPoolOptions::new().max_connections(1).connect(&url).await?;

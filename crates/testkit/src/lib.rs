@@ -1,7 +1,8 @@
 //! Test fixtures over the real servers: a throw-away PostgreSQL database per
 //! test, uniquely named SQS queues per test, a TCP proxy that can cut a
-//! connection on demand (to play an SQS or Redis outage), and a private
-//! `redis-server` that a test may stop.
+//! connection on demand (to play an SQS or Redis outage), a private
+//! `redis-server` that a test may stop, service binaries as real processes, and
+//! [`eventually`], the one way tests wait for a condition.
 //!
 //! Everything a fixture creates is removed when it is dropped, so parallel tests
 //! never see each other's state and a run leaves nothing behind. Endpoints come
@@ -9,11 +10,13 @@
 //! and `TEST_SQS_ENDPOINT` (default `http://127.0.0.1:9324`).
 
 pub mod db;
+pub mod process;
 pub mod proxy;
 pub mod queues;
 pub mod redis_server;
 
 pub use db::TestDb;
+pub use process::{ServiceProcess, Spawn};
 pub use proxy::Proxy;
 pub use queues::TestQueues;
 pub use redis_server::RedisServer;
@@ -31,6 +34,26 @@ pub fn redis_url() -> String {
 /// A short random tag for names: database, queue and key prefixes.
 pub fn unique_tag() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Polls `check` every `every` until it returns `Some`, for at most `within`.
+/// Tests wait for conditions this way, never by sleeping a fixed time and
+/// hoping the condition holds by then.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, every: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Runs a clean-up future to completion from a `Drop`, whether or not a tokio

@@ -20,6 +20,7 @@ pub struct Proxy {
     up: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
     epoch: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,14 +32,16 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let (generation, _) = watch::channel(0u64);
         let epoch = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
         let target = target.to_owned();
-        let (up2, gen_tx) = (up.clone(), generation.clone());
+        let (up2, gen_tx, refused2) = (up.clone(), generation.clone(), refused.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
                 if !up2.load(Ordering::SeqCst) {
+                    refused2.fetch_add(1, Ordering::SeqCst);
                     drop(inbound); // refused: the peer sees the connection close at once
                     continue;
                 }
@@ -56,7 +59,7 @@ impl Proxy {
                 });
             }
         });
-        Self { addr, up, generation, epoch, task }
+        Self { addr, up, generation, epoch, refused, task }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -73,6 +76,11 @@ impl Proxy {
         self.up.store(false, Ordering::SeqCst);
         let next = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.generation.send(next);
+    }
+
+    /// Connections refused while down so far: proof that a client tried.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Accepts connections again.

@@ -34,6 +34,13 @@ impl TestQueues {
         urls
     }
 
+    /// Approximate `(visible, in_flight)` messages of the per-test copy of `queue`.
+    pub async fn depth(&self, queue: &str) -> (u64, u64) {
+        let depth =
+            messaging::Publisher::new(self.client.clone()).queue_depth(&self.name(queue)).await.expect("queue depth");
+        (depth.visible, depth.in_flight)
+    }
+
     /// Receives, deletes and returns messages until `want` have arrived or
     /// `within` passes (long polls; no sleeps).
     pub async fn drain(&self, url: &str, want: usize, within: Duration) -> Vec<Message> {

@@ -1,6 +1,8 @@
-//! Readiness reporting shared by the services: each service names its
-//! dependency probes and whether each is required; this module runs them
-//! concurrently under one timeout and renders the JSON report.
+//! The operations endpoints every service serves: `/healthz` and `/metrics`
+//! (the same in every service, so defined here once, with their OpenAPI
+//! description), and the readiness report behind each service's `/readyz`:
+//! the service names its dependency probes and whether each is required; this
+//! module runs them concurrently under one timeout and renders the JSON report.
 //!
 //! 200 `ready` when all are up, 200 `degraded` when only optional ones are down
 //! (the service still does its job), 503 `unavailable` when a required one is
@@ -90,7 +92,7 @@ pub async fn readiness(accepting: &Accepting, timeout: Duration, probes: Vec<Pro
     let mut checks = BTreeMap::new();
     let (mut required_down, mut optional_down) = (false, false);
     for (name, required, result) in results {
-        metrics::gauge!("dependency_up", "dependency" => name).set(if result.is_ok() { 1.0 } else { 0.0 });
+        crate::metrics::DEPENDENCY_UP.gauge_with(&[name]).set(if result.is_ok() { 1.0 } else { 0.0 });
         match result {
             Ok(()) => checks.insert(name, Check { status: "up", required, detail: None }),
             Err(detail) => {
@@ -113,7 +115,16 @@ pub async fn readiness(accepting: &Accepting, timeout: Duration, probes: Vec<Pro
     (code, Json(Report { status, checks })).into_response()
 }
 
-/// `/metrics`: the Prometheus text exposition.
-pub fn metrics_response(metrics: &telemetry::Metrics) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()).into_response()
+/// Liveness: answers while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Prometheus metrics in the text exposition format. Gauges that need a
+/// database or SQS call are refreshed in the background, never by a scrape.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn metrics() -> Response {
+    let body = telemetry::Metrics::global().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

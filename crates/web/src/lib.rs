@@ -7,10 +7,11 @@
 //! route of its own.
 
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod problem;
 pub mod serve;
 
-pub use health::{Accepting, Probe, metrics_response, readiness};
-pub use middleware::layered;
+pub use health::{Accepting, Probe, readiness};
+pub use middleware::{layered, with_openapi};
 pub use problem::{FieldError, Problem};

@@ -18,7 +18,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::Problem;
+use crate::{Problem, metrics};
 
 /// The request id header, accepted from callers and echoed on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -68,6 +68,20 @@ pub fn layered(router: Router, request_timeout: Duration) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// A service's router from its OpenAPI-annotated routes: serves the document
+/// generated from them at `/openapi.json` and wraps everything in [`layered`].
+pub fn with_openapi<S>(api: utoipa_axum::router::OpenApiRouter<S>, state: S, request_timeout: Duration) -> Router
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let (api, openapi) = api.split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    let router = api
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .with_state(state);
+    layered(router, request_timeout)
+}
+
 /// Counts requests and records their latency by method, route template and
 /// status. The template (never the raw path) keeps label cardinality bounded.
 async fn record_http_metrics(req: Request, next: Next) -> Response {
@@ -76,8 +90,9 @@ async fn record_http_metrics(req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(req).await.into_response();
-    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
-    metrics::counter!("http_server_requests_total", &labels).increment(1);
-    metrics::histogram!("http_server_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    let status = response.status();
+    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    metrics::HTTP_REQUESTS.counter_with(&labels).increment(1);
+    metrics::HTTP_DURATION.histogram_with(&labels).record(started.elapsed().as_secs_f64());
     response
 }

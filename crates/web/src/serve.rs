@@ -1,7 +1,7 @@
-//! Running a service: serve HTTP until the stop token fires, then shut down in
-//! order — stop accepting (and report not ready), finish in-flight requests,
-//! stop the background loops (each finishes its unit of work and the outbox
-//! relay flushes) — all within the shutdown timeout.
+//! Serving a service's router: axum with graceful shutdown that reports "not
+//! ready" the moment shutdown begins. The order in which the server and the
+//! background loops then stop is the shutdown crate's
+//! ([`shutdown::run_until_stopped`]).
 
 use std::time::Duration;
 
@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::health::Accepting;
 
+/// Serves `router` on `listener` and runs `background` until `stop`, then
+/// shuts both down in order within `shutdown_timeout`.
 pub async fn run(
     name: &'static str,
     listener: TcpListener,
@@ -23,24 +25,14 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(service = name, %addr, "listening");
     let server_stop = stop.clone();
-    let server = tokio::spawn(async move {
+    let server = async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 server_stop.cancelled().await;
                 accepting.stop();
             })
             .await
-    });
-    stop.cancelled().await;
-    let clean = shutdown::drain_deadline(shutdown_timeout, async {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
-            Err(e) => tracing::error!(error = %e, "HTTP server task panicked"),
-        }
-        background.stop().await;
-    })
-    .await;
-    tracing::info!(service = name, clean, "stopped");
+    };
+    shutdown::run_until_stopped(name, server, background, stop, shutdown_timeout).await;
     Ok(())
 }

@@ -9,6 +9,9 @@ use messaging::{ConsumerConfig, SqsSettings};
 use outbox::RelayConfig;
 use settings::Env;
 
+/// The local database's name, used when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE: &str = "orderflow_delivery";
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Health, metrics and the internal read API (`HTTP_ADDR`).
@@ -59,7 +62,7 @@ impl Settings {
         let orders_queue: String = env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned());
         let s = Settings {
             http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081))),
-            database: DatabaseSettings::from_env(&mut env, "orderflow_delivery", 8),
+            database: DatabaseSettings::from_env(&mut env, DEFAULT_DATABASE, 8),
             sqs: SqsSettings::from_env(&mut env),
             sqs_create_queues: env.flag("SQS_CREATE_QUEUES", false),
             sqs_max_receive_count: env.get("SQS_MAX_RECEIVE_COUNT", 5),

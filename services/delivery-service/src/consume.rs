@@ -43,9 +43,8 @@ impl Handler for OrderCreatedHandler {
                 Disposition::Ack
             }
             Ok(Applied::Duplicate) => {
-                metrics::counter!("messages_duplicate_total", "queue" => "orders").increment(1);
                 tracing::info!(order_id = %event.order_id, event_id = %event.event_id, "duplicate order-created skipped");
-                Disposition::Ack
+                Disposition::Duplicate
             }
             Err(e) => {
                 tracing::warn!(order_id = %event.order_id, error = %e, "could not create the shipment; will retry");

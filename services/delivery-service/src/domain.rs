@@ -13,6 +13,10 @@ pub enum ShipmentStatus {
 }
 
 impl ShipmentStatus {
+    /// Every status, in order.
+    pub const ALL: [ShipmentStatus; 3] =
+        [ShipmentStatus::Processing, ShipmentStatus::Shipped, ShipmentStatus::Delivered];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ShipmentStatus::Processing => "PROCESSING",

@@ -3,17 +3,21 @@
 //! durable timers, and publishes each change to `delivery-status-queue.fifo`.
 //!
 //! Reading order: [`startup`] builds the [`Application`] from [`config::Settings`];
-//! [`consume`] handles incoming events; [`scheduler`] advances shipments;
-//! [`storage`] holds the SQL; [`domain`] the status machine; [`http`] the
-//! operator API. The consumer loop, outbox relay and inbox are shared crates.
+//! [`http`] is the operator API; [`consume`] handles incoming events;
+//! [`scheduler`] advances shipments; [`domain`] holds the status machine;
+//! [`storage`] the SQL; [`janitor`] the housekeeping; [`metrics`] declares every
+//! metric. The consumer loop, inbox and outbox relay are shared crates.
 
 pub mod config;
 pub mod consume;
 pub mod domain;
 pub mod http;
+pub mod janitor;
+pub mod metrics;
 pub mod scheduler;
 pub mod startup;
 pub mod storage;
 
 pub use config::Settings;
-pub use startup::{Application, MIGRATOR};
+pub use startup::Application;
+pub use storage::MIGRATOR;

@@ -4,11 +4,13 @@
 //! ```text
 //! delivery-service            # serve: consumer, scheduler, outbox relay, HTTP on :8081
 //! delivery-service migrate    # apply database migrations and exit
+//! delivery-service openapi    # print the OpenAPI document of the operator API
 //! ```
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use delivery_service::{Application, MIGRATOR, Settings};
+use database::DatabaseSettings;
+use delivery_service::{Application, MIGRATOR, Settings, config::DEFAULT_DATABASE};
 
 #[derive(Parser)]
 #[command(
@@ -25,22 +27,32 @@ struct Cli {
 enum Command {
     /// Run the consumer, scheduler, outbox relay and HTTP server (the default).
     Serve,
-    /// Apply pending database migrations, then exit.
+    /// Apply pending database migrations, then exit (needs only DATABASE_URL).
     Migrate,
+    /// Print the OpenAPI document of the operator API.
+    Openapi,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Failure injection for the crash tests: `FAILPOINTS` names points to trip.
+    // A no-op unless built with the `fail/failpoints` feature (test builds only).
+    let _failpoints = fail::FailScenario::setup();
     let telemetry =
         telemetry::init("delivery-service", telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
-    let settings = settings::or_exit(Settings::from_env(settings::Env::from_process()), "delivery-service");
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            MIGRATOR.run(&settings.database.pool()?).await.context("failed to apply migrations")?;
+            // Migrating needs only the database.
+            let database = settings::or_exit(DatabaseSettings::from_process(DEFAULT_DATABASE), "delivery-service");
+            MIGRATOR.run(&database.pool()?).await.context("failed to apply migrations")?;
             eprintln!("migrations applied");
         }
-        Command::Serve => Application::build(settings).await?.run_until_stopped(shutdown::on_signal()).await?,
+        Command::Serve => {
+            let settings = settings::or_exit(Settings::from_env(settings::Env::from_process()), "delivery-service");
+            Application::build(settings).await?.run_until_stopped(shutdown::on_signal()).await?
+        }
+        Command::Openapi => println!("{}", delivery_service::http::openapi_json()),
     }
     telemetry.shutdown();
     Ok(())

@@ -1,8 +1,8 @@
 //! Building and running the delivery-service: database and migrations, SQS
-//! (optionally creating both queues), then three loops — the orders-queue
-//! consumer, the shipment scheduler and the outbox relay — beside a small HTTP
-//! server. Tests build the same [`Application`] and may drive each loop's
-//! single step instead of running the loops.
+//! (optionally creating both queues), then its loops — the orders-queue
+//! consumer, the shipment scheduler, the outbox relay, housekeeping and the
+//! gauge refresh — beside a small HTTP server. Tests build the same
+//! [`Application`] and may drive each loop's single step instead of running it.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -13,36 +13,44 @@ use shutdown::{Background, CancellationToken};
 use tokio::net::TcpListener;
 use web::Accepting;
 
-use crate::{config::Settings, consume::OrderCreatedHandler, http, scheduler::Scheduler, storage::StepPlan};
+use crate::{
+    config::Settings,
+    consume::OrderCreatedHandler,
+    http,
+    janitor::Janitor,
+    metrics::{self, Gauges},
+    scheduler::Scheduler,
+    storage::{MIGRATOR, StepPlan},
+};
 
-/// Migrations of the delivery database (embedded by the `database` crate).
-pub use database::migrations::DELIVERY as MIGRATOR;
-
+/// A built, not yet running, delivery-service.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     pub consumer: Arc<Consumer<OrderCreatedHandler>>,
     pub scheduler: Arc<Scheduler>,
     pub relay: Arc<Relay>,
+    pub janitor: Arc<Janitor>,
+    pub gauges: Arc<Gauges>,
     settings: Settings,
     accepting: Accepting,
-    pool: sqlx::PgPool,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        metrics::declare();
         let pool = settings.database.pool().context("DATABASE_URL: invalid connection string")?;
         if settings.database.migrate_on_start {
             MIGRATOR.run(&pool).await.context("failed to apply database migrations")?;
         }
         let sqs = messaging::connect(&settings.sqs).await;
         if settings.sqs_create_queues {
-            for queue in [&settings.orders_queue, &settings.status_queue] {
-                match messaging::ensure_fifo_queue(&sqs, queue, settings.sqs_max_receive_count).await {
-                    Ok(urls) => tracing::info!(queue = %urls.url, dlq = %urls.dlq_url, "queue ready"),
-                    Err(e) => tracing::warn!(error = %e, "could not create queues now; will retry on use"),
-                }
-            }
+            messaging::ensure_fifo_queues(
+                &sqs,
+                &[&settings.orders_queue, &settings.status_queue],
+                settings.sqs_max_receive_count,
+            )
+            .await;
         }
         let publisher = Publisher::new(sqs.clone());
         let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
@@ -62,20 +70,29 @@ impl Application {
             settings.scheduler_interval,
             relay.waker(),
         ));
+        let queues = vec![settings.orders_queue.clone(), settings.status_queue.clone()];
         let accepting = Accepting::default();
-        let state_pool = pool.clone();
         let state = http::AppState {
-            db: pool,
-            publisher,
-            queues: [settings.orders_queue.clone(), settings.status_queue.clone()],
+            db: pool.clone(),
+            publisher: publisher.clone(),
+            queues: queues.clone().into(),
             accepting: accepting.clone(),
-            metrics: telemetry::Metrics::global(),
         };
         let router = http::router(state, settings.request_timeout);
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
-        Ok(Self { listener, router, consumer, scheduler, relay, settings, accepting, pool: state_pool })
+        Ok(Self {
+            listener,
+            router,
+            consumer,
+            scheduler,
+            relay,
+            janitor: Arc::new(Janitor { pool: pool.clone(), inbox_retention: settings.inbox_retention }),
+            gauges: Arc::new(Gauges { pool, publisher, queues }),
+            settings,
+            accepting,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -95,14 +112,10 @@ impl Application {
             let scheduler = self.scheduler.clone();
             background.spawn("scheduler", move |token| scheduler.run(token));
         }
-        // Housekeeping: forget applied event ids past their retention.
-        let (pool, retention) = (self.pool.clone(), self.settings.inbox_retention);
-        background.spawn("janitor", move |token| {
-            shutdown::every("janitor", std::time::Duration::from_secs(60), token, move || {
-                let pool = pool.clone();
-                async move { outbox::inbox::prune(&pool, retention, 1000).await.map(|n| n > 0) }
-            })
-        });
+        let janitor = self.janitor.clone();
+        background.spawn("janitor", move |token| async move { janitor.run(token).await });
+        let gauges = self.gauges.clone();
+        background.spawn("gauges", move |token| async move { gauges.run(token).await });
         if self.settings.relay_enabled {
             let (relay, drain) = (self.relay.clone(), self.settings.shutdown_timeout / 2);
             background.spawn_last("outbox-relay", move |token| relay.run(token, drain));

@@ -99,7 +99,7 @@ impl Idempotency {
                 if self.healthy.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %why, "Redis unavailable; idempotency continues on PostgreSQL alone");
                 }
-                metrics::counter!("redis_errors_total").increment(1);
+                crate::metrics::REDIS_ERRORS.as_counter().increment(1);
                 self.skip_until_ms.store(now + SKIP_AFTER_FAILURE.as_millis() as i64, Ordering::Relaxed);
                 None
             }

@@ -3,7 +3,7 @@
 //! grows without bound. One step ([`Janitor::try_clean_once`]) for tests; the
 //! loop runs it every minute.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use shutdown::CancellationToken;
 use sqlx::PgPool;
@@ -24,14 +24,14 @@ impl Janitor {
     /// Deletes one batch of each; returns how many rows went.
     pub async fn try_clean_once(&self) -> Result<u64, sqlx::Error> {
         let keys = orders::prune_idempotency(&self.pool, BATCH).await?;
-        let inbox = outbox::inbox::prune(&self.pool, self.inbox_retention, BATCH).await?;
+        let inbox = messaging::inbox::prune(&self.pool, self.inbox_retention, BATCH).await?;
         if keys + inbox > 0 {
             tracing::debug!(idempotency_keys = keys, inbox, "housekeeping deleted expired rows");
         }
         Ok(keys + inbox)
     }
 
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    pub async fn run(&self, stop: CancellationToken) {
         shutdown::every("janitor", INTERVAL, stop, || async { Ok::<_, sqlx::Error>(self.try_clean_once().await? > 0) })
             .await;
     }

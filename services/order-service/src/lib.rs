@@ -5,8 +5,9 @@
 //! [`http`] holds the routes and handlers; [`domain`] the order rules; [`auth`]
 //! keys, tokens and clients; [`idempotency`] the Redis fast path; [`storage`]
 //! the SQL; [`status`] applies delivery status events; [`live`] fans order
-//! changes out to Server-Sent Event streams. Shared mechanics (outbox relay, SQS, telemetry, shutdown) come from
-//! the workspace's small crates.
+//! changes out to Server-Sent Event streams; [`janitor`] the housekeeping;
+//! [`metrics`] declares every metric. Shared mechanics (consumer loop, inbox,
+//! outbox relay, SQS, telemetry, shutdown) come from the workspace's crates.
 
 pub mod auth;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod idempotency;
 pub mod janitor;
 pub mod live;
+pub mod metrics;
 pub mod startup;
 pub mod status;
 pub mod storage;

@@ -1,7 +1,7 @@
 //! Live order updates for Server-Sent Event streams, across replicas.
 //!
 //! The status consumer commits each change with `pg_notify('order_events',
-//! order_id)`. Every order-service process LISTENs on that channel (one
+//! '<order_id> <traceparent>')`. Every order-service process LISTENs on that channel (one
 //! connection per process, in [`LiveHub::listen`]) and bumps a per-order
 //! `watch` channel that the streams of that order in this process wait on. So
 //! a change applied by any replica reaches streams held by every replica, and
@@ -20,15 +20,17 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
-use shutdown::CancellationToken;
+use shutdown::{CancellationToken, retry::Backoff};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::status::NOTIFY_CHANNEL;
+use crate::{
+    metrics,
+    status::{NOTIFY_CHANNEL, parse_notify_payload},
+};
 
 #[derive(Clone)]
 pub struct LiveHub {
@@ -91,7 +93,7 @@ impl LiveHub {
             self.inner.open.fetch_sub(1, Ordering::SeqCst);
             return Err(AtCapacity);
         }
-        metrics::gauge!("sse_streams_open").set((open + 1) as f64);
+        metrics::SSE_STREAMS_OPEN.as_gauge().set((open + 1) as f64);
         let changes = self
             .inner
             .orders
@@ -121,35 +123,33 @@ impl LiveHub {
 
     /// LISTENs for order changes until `stop`, reconnecting after failures.
     pub async fn listen(self, pool: PgPool, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::default();
         while !stop.is_cancelled() {
-            let mut listener = match PgListener::connect_with(&pool).await {
+            let connected = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(NOTIFY_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match connected.await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot LISTEN for order changes; retrying");
-                    tokio::select! { () = stop.cancelled() => break, () = tokio::time::sleep(backoff) => {} }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    let pause = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "cannot LISTEN for order changes; retrying");
+                    tokio::select! { () = stop.cancelled() => break, () = tokio::time::sleep(pause) => {} }
                     continue;
                 }
             };
-            if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
-                tracing::warn!(error = %e, "LISTEN failed; retrying");
-                continue;
-            }
-            backoff = Duration::from_millis(200);
+            backoff.reset();
             // Anything may have changed while we were not listening.
             self.notify_all();
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     n = listener.try_recv() => match n {
-                        Ok(Some(n)) => {
-                            let mut parts = n.payload().split(' ');
-                            match parts.next().map(Uuid::parse_str) {
-                                Some(Ok(id)) => self.notify(id, parts.next().map(str::to_owned)),
-                                _ => tracing::warn!(payload = n.payload(), "ignoring a malformed order notification"),
-                            }
-                        }
+                        Ok(Some(n)) => match parse_notify_payload(n.payload()) {
+                            Some((id, traceparent)) => self.notify(id, traceparent),
+                            None => tracing::warn!(payload = n.payload(), "ignoring a malformed order notification"),
+                        },
                         Ok(None) => { self.notify_all(); } // connection lost and re-established by sqlx
                         Err(e) => {
                             tracing::warn!(error = %e, "order notification listener failed; reconnecting");
@@ -166,7 +166,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let inner = &self.hub.inner;
         let open = inner.open.fetch_sub(1, Ordering::SeqCst) - 1;
-        metrics::gauge!("sse_streams_open").set(open as f64);
+        metrics::SSE_STREAMS_OPEN.as_gauge().set(open as f64);
         let mut orders = inner.orders.lock().expect("hub lock");
         // The receiver in `self.changes` is still alive here, hence `<= 1`.
         if orders.get(&self.order_id).is_some_and(|tx| tx.receiver_count() <= 1) {

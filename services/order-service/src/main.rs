@@ -13,7 +13,12 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use order_service::{Application, Settings, auth, storage::MIGRATOR};
+use database::DatabaseSettings;
+use order_service::{
+    Application, Settings, auth,
+    config::{DEFAULT_DATABASE, Role},
+    storage::MIGRATOR,
+};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -30,7 +35,7 @@ enum Command {
     /// Only apply delivery status events (with /healthz, /readyz, /metrics on
     /// HTTP_ADDR), so the API and the consumer scale as separate Deployments.
     StatusConsumer,
-    /// Apply pending database migrations, then exit.
+    /// Apply pending database migrations, then exit (needs only DATABASE_URL).
     Migrate,
     /// Manage OAuth2 clients.
     #[command(subcommand)]
@@ -44,7 +49,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ClientsCommand {
-    /// Create a client and print {"client_id", "client_secret"} (the secret is shown once).
+    /// Create a client and print {"client_id", "client_secret"} (the secret is
+    /// shown once). Needs only DATABASE_URL, and a migrated database.
     Create {
         /// The customer the client places orders for.
         #[arg(long)]
@@ -76,43 +82,41 @@ enum KeysCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Keys(KeysCommand::Generate) => {
-            print!("{}", auth::keys::generate_private_key_pem())
-        }
+    // Failure injection for the crash tests: `FAILPOINTS` names points to trip.
+    // A no-op unless built with the `fail/failpoints` feature (test builds only).
+    let _failpoints = fail::FailScenario::setup();
+    let command = cli.command.unwrap_or(Command::Serve);
+    match command {
+        Command::Keys(KeysCommand::Generate) => print!("{}", auth::keys::generate_private_key_pem()),
         Command::Keys(KeysCommand::Public) => {
             let pem = std::io::read_to_string(std::io::stdin()).context("failed to read a PEM key from stdin")?;
             print!("{}", auth::keys::public_key_pem(&pem)?);
         }
         Command::Openapi => println!("{}", order_service::http::openapi_json()),
-        command => {
+        // Administrative commands need only the database.
+        Command::Migrate => {
+            MIGRATOR.run(&database_only()?.pool()?).await.context("failed to apply migrations")?;
+            eprintln!("migrations applied");
+        }
+        Command::Clients(ClientsCommand::Create { customer_id, scope, client_id, client_secret, replace }) => {
+            let pool = database_only()?.pool()?;
+            let created = auth::clients::create(&pool, customer_id, &scope, client_id, client_secret, replace).await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+        }
+        Command::Serve | Command::StatusConsumer => {
+            let role = if matches!(command, Command::Serve) { Role::Api } else { Role::StatusConsumer };
             let telemetry =
                 telemetry::init("order-service", telemetry::LogFormat::from_env(), "info,sqlx=warn,aws_config=warn");
-            let settings = settings::or_exit(Settings::from_env(settings::Env::from_process()), "order-service");
-            match command {
-                Command::Migrate => {
-                    MIGRATOR.run(&settings.database.pool()?).await.context("failed to apply migrations")?;
-                    eprintln!("migrations applied");
-                }
-                Command::Clients(ClientsCommand::Create { customer_id, scope, client_id, client_secret, replace }) => {
-                    let pool = settings.database.pool()?;
-                    MIGRATOR.run(&pool).await.context("failed to apply migrations")?;
-                    let created =
-                        auth::clients::create(&pool, customer_id, &scope, client_id, client_secret, replace).await?;
-                    println!("{}", serde_json::to_string_pretty(&created)?);
-                }
-                Command::StatusConsumer => {
-                    let settings = Settings { api_enabled: false, status_consumer_enabled: true, ..settings };
-                    let app = Application::build(settings).await?;
-                    app.run_until_stopped(shutdown::on_signal()).await?;
-                }
-                _ => {
-                    let app = Application::build(settings).await?;
-                    app.run_until_stopped(shutdown::on_signal()).await?;
-                }
-            }
+            let settings = settings::or_exit(Settings::from_env(settings::Env::from_process(), role), "order-service");
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(shutdown::on_signal()).await?;
             telemetry.shutdown();
         }
     }
     Ok(())
+}
+
+/// The `DATABASE_*` settings alone, or exit 2 naming what is wrong.
+fn database_only() -> anyhow::Result<DatabaseSettings> {
+    Ok(settings::or_exit(DatabaseSettings::from_process(DEFAULT_DATABASE), "order-service"))
 }

@@ -1,8 +1,10 @@
-//! Building and running the order-service: connect to PostgreSQL, Redis and
-//! SQS, apply migrations, assemble the HTTP router and the outbox relay, then
-//! serve until shutdown. Tests build the same [`Application`] on port 0.
+//! Building and running the order-service: connect to PostgreSQL, SQS and (for
+//! the API) Redis, apply migrations, assemble the HTTP router and the
+//! background loops, then serve until shutdown. A status-consumer process
+//! builds only what it uses: no signing keys, no Redis, no live streams. Tests
+//! build the same [`Application`] on port 0.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use messaging::{Consumer, Publisher};
@@ -15,10 +17,12 @@ use web::Accepting;
 
 use crate::{
     auth::KeySet,
-    config::Settings,
-    http::{self, AppState},
+    config::{ApiSettings, Settings},
+    http::{self, AppState, Auth, Intake, Live, Operations},
     idempotency::Idempotency,
+    janitor::Janitor,
     live::LiveHub,
+    metrics::{self, Gauges},
     status::StatusHandler,
     storage::MIGRATOR,
 };
@@ -27,53 +31,35 @@ use crate::{
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    relay: Arc<Relay>,
     status_consumer: Arc<Consumer<StatusHandler>>,
-    live: LiveHub,
-    pool: sqlx::PgPool,
-    janitor: Arc<crate::janitor::Janitor>,
-    /// Run the relay loop (tests may drive the relay step by step instead).
-    relay_enabled: bool,
+    janitor: Arc<Janitor>,
+    gauges: Arc<Gauges>,
+    /// The API's parts; `None` in a status-consumer process.
+    api: Option<Api>,
     status_consumer_enabled: bool,
     accepting: Accepting,
-    shutdown_timeout: Duration,
+    shutdown_timeout: std::time::Duration,
+}
+
+/// What only an API process runs.
+struct Api {
+    relay: Arc<Relay>,
+    /// Run the relay loop (tests may drive the relay step by step instead).
+    relay_enabled: bool,
+    live: LiveHub,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        metrics::declare();
         let pool = settings.database.pool().context("DATABASE_URL: invalid connection string")?;
         if settings.database.migrate_on_start {
             MIGRATOR.run(&pool).await.context("failed to apply database migrations")?;
         }
-        let keys = KeySet::from_pem_bundle(
-            settings.jwt.keys_pem.expose_secret(),
-            &settings.jwt.issuer,
-            &settings.jwt.audience,
-        )
-        .context("JWT_PRIVATE_KEY: cannot load the signing keys")?;
-
-        let redis = redis::Client::open(settings.redis_url.expose_secret())
-            .map_err(|e| tracing::warn!(error = %e, "REDIS_URL is not usable; idempotency runs on PostgreSQL alone"))
-            .ok()
-            .and_then(|client| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(settings.redis_timeout))
-                    .set_response_timeout(Some(settings.redis_timeout))
-                    .set_number_of_retries(1);
-                client.get_connection_manager_lazy(config).ok()
-            });
-        let idempotency = Idempotency::new(redis, settings.redis_key_prefix.clone(), settings.redis_timeout);
-
         let sqs = messaging::connect(&settings.sqs).await;
         if settings.sqs_create_queues {
-            for queue in [&settings.orders_queue, &settings.status_consumer.queue] {
-                match messaging::ensure_fifo_queue(&sqs, queue, settings.sqs_max_receive_count).await {
-                    Ok(urls) => tracing::info!(queue = %urls.url, dlq = %urls.dlq_url, "queue ready"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not create the queues now; will use them once SQS is reachable")
-                    }
-                }
-            }
+            let queues = [settings.orders_queue.as_str(), settings.status_consumer.queue.as_str()];
+            messaging::ensure_fifo_queues(&sqs, &queues, settings.sqs_max_receive_count).await;
         }
         let status_consumer = Arc::new(Consumer::new(
             sqs.clone(),
@@ -81,32 +67,52 @@ impl Application {
             StatusHandler { pool: pool.clone() },
         ));
         let publisher = Publisher::new(sqs);
-        let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
-
+        let queues = vec![settings.orders_queue.clone(), settings.status_consumer.queue.clone()];
         let accepting = Accepting::default();
-        let live = LiveHub::new(settings.sse_max_streams);
-        let state = AppState {
+        let mut ops = Operations {
             db: pool.clone(),
-            keys: Arc::new(keys),
-            token_ttl: settings.jwt.ttl,
-            idempotency,
-            idempotency_ttl: settings.idempotency_ttl,
-            duplicate_window: settings.duplicate_window,
-            outbox: relay.waker(),
-            orders_queue: settings.orders_queue.clone(),
-            status_queue: settings.status_consumer.queue.clone(),
-            hash_limiter: Arc::new(Semaphore::new(settings.hash_concurrency)),
-            publisher,
+            publisher: publisher.clone(),
+            queues: queues.clone().into(),
+            redis: None,
             accepting: accepting.clone(),
-            metrics: telemetry::Metrics::global(),
-            live: live.clone(),
-            sse_keepalive: settings.sse_keepalive,
-            sse_recheck: settings.sse_recheck,
         };
-        let router = if settings.api_enabled {
-            http::router(state, settings.request_timeout)
-        } else {
-            http::operations_router(state, settings.request_timeout)
+
+        let (router, api) = match &settings.api {
+            Some(api_settings) => {
+                let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), api_settings.relay.clone()));
+                let idempotency = connect_redis(api_settings);
+                ops.redis = Some(idempotency.clone());
+                let live = LiveHub::new(api_settings.sse_max_streams);
+                let state = AppState {
+                    db: pool.clone(),
+                    auth: Arc::new(Auth {
+                        keys: KeySet::from_pem_bundle(
+                            api_settings.jwt.keys_pem.expose_secret(),
+                            &api_settings.jwt.issuer,
+                            &api_settings.jwt.audience,
+                        )
+                        .context("JWT_PRIVATE_KEY: cannot load the signing keys")?,
+                        token_ttl: api_settings.jwt.ttl,
+                        hash_limiter: Arc::new(Semaphore::new(api_settings.hash_concurrency)),
+                    }),
+                    intake: Arc::new(Intake {
+                        idempotency,
+                        idempotency_ttl: api_settings.idempotency_ttl,
+                        duplicate_window: api_settings.duplicate_window,
+                        outbox: relay.waker(),
+                        orders_queue: settings.orders_queue.clone(),
+                    }),
+                    live: Live {
+                        hub: live.clone(),
+                        keepalive: api_settings.sse_keepalive,
+                        recheck: api_settings.sse_recheck,
+                    },
+                    ops: ops.clone(),
+                };
+                let api = Api { relay, relay_enabled: api_settings.relay_enabled, live };
+                (http::router(state, settings.request_timeout), Some(api))
+            }
+            None => (http::operations_router(ops.clone(), settings.request_timeout), None),
         };
         let listener = TcpListener::bind(settings.http_addr)
             .await
@@ -114,15 +120,10 @@ impl Application {
         Ok(Self {
             listener,
             router,
-            relay,
             status_consumer,
-            live,
-            janitor: Arc::new(crate::janitor::Janitor {
-                pool: pool.clone(),
-                inbox_retention: settings.inbox_retention,
-            }),
-            pool,
-            relay_enabled: settings.relay_enabled && settings.api_enabled,
+            janitor: Arc::new(Janitor { pool: pool.clone(), inbox_retention: settings.inbox_retention }),
+            gauges: Arc::new(Gauges { pool, publisher, queues, redis: ops.redis }),
+            api,
             status_consumer_enabled: settings.status_consumer_enabled,
             accepting,
             shutdown_timeout: settings.shutdown_timeout,
@@ -137,14 +138,19 @@ impl Application {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
-    /// The relay, for tests that drive it step by step.
+    /// The relay, for tests that drive it step by step (API processes only).
     pub fn relay(&self) -> Arc<Relay> {
-        self.relay.clone()
+        self.api.as_ref().expect("an API process has a relay").relay.clone()
     }
 
     /// The housekeeping step, for tests.
-    pub fn janitor(&self) -> Arc<crate::janitor::Janitor> {
+    pub fn janitor(&self) -> Arc<Janitor> {
         self.janitor.clone()
+    }
+
+    /// The gauge refresh step, for tests.
+    pub fn gauges(&self) -> Arc<Gauges> {
+        self.gauges.clone()
     }
 
     /// The status consumer, for tests that drive it step by step.
@@ -153,26 +159,30 @@ impl Application {
     }
 
     /// Serves until `stop` is cancelled, then: stop accepting, finish in-flight
-    /// requests, flush the outbox, all within the shutdown timeout.
+    /// requests, stop the loops and flush the outbox, all within the shutdown timeout.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut background = Background::new();
-        // Live streams end when shutdown begins, so they do not hold it open.
-        let (closing, stop_watch) = (self.live.closing(), stop.clone());
-        tokio::spawn(async move {
-            stop_watch.cancelled().await;
-            closing.cancel();
-        });
-        let (live, pool) = (self.live.clone(), self.pool.clone());
-        background.spawn("live-updates", move |token| live.listen(pool, token));
         let janitor = self.janitor.clone();
-        background.spawn("janitor", move |token| janitor.run(token));
+        background.spawn("janitor", move |token| async move { janitor.run(token).await });
+        let gauges = self.gauges.clone();
+        background.spawn("gauges", move |token| async move { gauges.run(token).await });
         if self.status_consumer_enabled {
             let consumer = self.status_consumer.clone();
             background.spawn("status-consumer", move |token| consumer.run(token));
         }
-        if self.relay_enabled {
-            let (relay, drain) = (self.relay.clone(), self.shutdown_timeout / 2);
-            background.spawn_last("outbox-relay", move |token| relay.run(token, drain));
+        if let Some(api) = self.api {
+            // Live streams end when shutdown begins, so they do not hold it open.
+            let (closing, stop_watch) = (api.live.closing(), stop.clone());
+            tokio::spawn(async move {
+                stop_watch.cancelled().await;
+                closing.cancel();
+            });
+            let (live, pool) = (api.live.clone(), self.janitor.pool.clone());
+            background.spawn("live-updates", move |token| live.listen(pool, token));
+            if api.relay_enabled {
+                let (relay, drain) = (api.relay.clone(), self.shutdown_timeout / 2);
+                background.spawn_last("outbox-relay", move |token| relay.run(token, drain));
+            }
         }
         web::serve::run(
             "order-service",
@@ -186,4 +196,20 @@ impl Application {
         .await?;
         Ok(())
     }
+}
+
+/// The idempotency fast path over a lazily connecting Redis; an unusable
+/// `REDIS_URL` leaves PostgreSQL alone to keep requests idempotent.
+fn connect_redis(api: &ApiSettings) -> Idempotency {
+    let conn = redis::Client::open(api.redis_url.expose_secret())
+        .map_err(|e| tracing::warn!(error = %e, "REDIS_URL is not usable; idempotency runs on PostgreSQL alone"))
+        .ok()
+        .and_then(|client| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(api.redis_timeout))
+                .set_response_timeout(Some(api.redis_timeout))
+                .set_number_of_retries(1);
+            client.get_connection_manager_lazy(config).ok()
+        });
+    Idempotency::new(conn, api.redis_key_prefix.clone(), api.redis_timeout)
 }

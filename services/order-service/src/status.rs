@@ -3,8 +3,9 @@
 //!
 //! Each event is applied in one transaction with its inbox record: the order
 //! moves one step forward, gains a history row stamped with the event's time,
-//! and a `pg_notify('order_events', order_id)` wakes every replica's live
-//! streams at commit. A duplicate or stale event (the order is already there or
+//! and a `pg_notify('order_events', '<order_id> <traceparent>')` wakes every
+//! replica's live streams at commit (the trace context lets their push spans
+//! join the order's trace). A duplicate or stale event (the order is already there or
 //! beyond) is acknowledged and changes nothing. An event for an unknown order,
 //! or one that would skip a step, is logged, counted and rejected so it ends in
 //! the dead-letter queue instead of being retried forever.
@@ -17,10 +18,26 @@ use messaging::{Disposition, Handler, Received};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::OrderStatus;
+use crate::{domain::OrderStatus, metrics};
 
 /// The PostgreSQL channel that announces order changes to live streams.
 pub const NOTIFY_CHANNEL: &str = "order_events";
+
+/// A notification's payload: the order id, then the W3C `traceparent` of the
+/// change when it was traced (`<uuid>` or `<uuid> <traceparent>`).
+pub fn notify_payload(order_id: Uuid, traceparent: Option<&str>) -> String {
+    match traceparent {
+        Some(tp) => format!("{order_id} {tp}"),
+        None => order_id.to_string(),
+    }
+}
+
+/// The order id and trace context of a notification's payload.
+pub fn parse_notify_payload(payload: &str) -> Option<(Uuid, Option<String>)> {
+    let mut parts = payload.split(' ');
+    let order_id = Uuid::parse_str(parts.next()?).ok()?;
+    Some((order_id, parts.next().filter(|tp| !tp.is_empty()).map(str::to_owned)))
+}
 
 pub struct StatusHandler {
     pub pool: PgPool,
@@ -84,9 +101,8 @@ impl Handler for StatusHandler {
                 Disposition::Ack
             }
             Ok(Applied::Unchanged) => {
-                metrics::counter!("messages_duplicate_total", "queue" => "status").increment(1);
                 tracing::info!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
-                Disposition::Ack
+                Disposition::Duplicate
             }
             Ok(Applied::UnknownOrder) => Disposition::reject("unknown_order", format!("no order {}", change.order_id)),
             Ok(Applied::Impossible { from, to }) => Disposition::reject(
@@ -104,57 +120,68 @@ impl Handler for StatusHandler {
 #[tracing::instrument(name = "db.apply_status", skip_all, fields(db.system = "postgresql", order_id = %change.order_id, event_id = %change.event_id))]
 async fn apply(pool: &PgPool, change: &Change) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let current: Option<(String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT status, created_at FROM orders WHERE id = $1 FOR UPDATE")
-            .bind(change.order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((current, created_at)) = current else {
+    let current = sqlx::query!("SELECT status, created_at FROM orders WHERE id = $1 FOR UPDATE", change.order_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(current) = current else {
         return Ok(Applied::UnknownOrder); // rolled back: nothing recorded
     };
-    let from = OrderStatus::parse(&current).unwrap_or(OrderStatus::PendingShipment);
+    let from = OrderStatus::parse(&current.status).unwrap_or(OrderStatus::PendingShipment);
     if from >= change.to {
-        outbox::inbox::record_once(&mut tx, change.event_id).await?;
+        messaging::inbox::record_once(&mut tx, change.event_id).await?;
         tx.commit().await?;
         return Ok(Applied::Unchanged);
     }
     if from.next() != Some(change.to) {
         return Ok(Applied::Impossible { from, to: change.to });
     }
-    if !outbox::inbox::record_once(&mut tx, change.event_id).await? {
+    if !messaging::inbox::record_once(&mut tx, change.event_id).await? {
         tx.commit().await?;
         return Ok(Applied::Unchanged);
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE orders SET status = $2, carrier = COALESCE($3, carrier), tracking_number = COALESCE($4, tracking_number),
            updated_at = $5 WHERE id = $1",
+        change.order_id,
+        change.to.as_str(),
+        change.carrier,
+        change.tracking_number,
+        change.at,
     )
-    .bind(change.order_id)
-    .bind(change.to.as_str())
-    .bind(&change.carrier)
-    .bind(&change.tracking_number)
-    .bind(change.at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO order_status_history (order_id, seq, status, at)
          SELECT $1, COALESCE(max(seq), 0) + 1, $2, $3 FROM order_status_history WHERE order_id = $1",
+        change.order_id,
+        change.to.as_str(),
+        change.at,
     )
-    .bind(change.order_id)
-    .bind(change.to.as_str())
-    .bind(change.at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(change.order_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    // Delivered at commit; the payload carries this span's trace context so
+    // the streams' push spans continue the order's trace.
+    let payload = notify_payload(change.order_id, telemetry::propagation::current().traceparent.as_deref());
+    sqlx::query!("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload).execute(&mut *tx).await?;
     tx.commit().await?;
-    metrics::counter!("orders_status_changes_total", "status" => change.to.as_str()).increment(1);
+    metrics::STATUS_CHANGES.counter_with(&[change.to.as_str()]).increment(1);
     if change.to == OrderStatus::Delivered {
-        let took = (change.at - created_at).to_std().unwrap_or_default();
-        metrics::histogram!("order_delivery_duration_seconds").record(took.as_secs_f64());
+        let took = (change.at - current.created_at).to_std().unwrap_or_default();
+        metrics::DELIVERY_DURATION.as_histogram().record(took.as_secs_f64());
     }
     Ok(Applied::Moved(change.to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads_round_trip_with_and_without_trace_context() {
+        let id = Uuid::now_v7();
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert_eq!(parse_notify_payload(&notify_payload(id, Some(tp))), Some((id, Some(tp.to_owned()))));
+        assert_eq!(parse_notify_payload(&notify_payload(id, None)), Some((id, None)));
+        assert_eq!(parse_notify_payload("not-a-uuid"), None);
+    }
 }

@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// How long to run, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = settings::parse_duration)]
     duration: Duration,
     /// Target orders per second (open loop); without it, closed loop.
     #[arg(long)]
@@ -46,11 +46,6 @@ struct Args {
     /// Print one JSON line instead of the table.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.trim_end_matches('s').parse().map_err(|_| format!("{s:?} is not a duration like 10s"))?;
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[tokio::main]

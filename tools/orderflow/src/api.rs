@@ -294,6 +294,7 @@ impl Client {
         let url = self.url(&format!("/orders/{id}/events"));
         let mut last_event_id: Option<String> = None;
         let mut failures = 0u32;
+        let mut backoff = shutdown::retry::Backoff::default();
         loop {
             let reason = match self.open_stream(&url, last_event_id.as_deref()).await {
                 Err(e @ (Error::Transport { .. } | Error::InvalidResponse { .. })) => error_summary(&e),
@@ -311,6 +312,7 @@ impl Client {
                                     last_event_id = Some(event.id.clone());
                                 }
                                 failures = 0;
+                                backoff.reset();
                                 on_update(WatchUpdate::Event(&parsed))?;
                                 if parsed.status == "DELIVERED" {
                                     return Ok(());
@@ -335,10 +337,7 @@ impl Client {
                 reason: &reason,
                 last_event_id: last_event_id.as_deref(),
             })?;
-            // 0.5 s, 1 s, 2 s, 4 s, then 5 s between attempts.
-            let backoff =
-                Duration::from_millis(500u64.saturating_mul(1 << (failures - 1).min(4))).min(Duration::from_secs(5));
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 

@@ -135,18 +135,22 @@ async fn an_sqs_outage_loses_nothing() {
         d.send_event(&order_created(*id)).await; // the test's own client bypasses the proxy
     }
     // Wait until the first two shipments exist, then cut SQS while they ship.
-    for _ in 0..100 {
-        if d.count("SELECT count(*) FROM shipments").await == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let two = testkit::eventually(Duration::from_secs(10), Duration::from_millis(50), || async {
+        (d.count("SELECT count(*) FROM shipments").await == 2).then_some(())
+    })
+    .await;
+    assert!(two.is_some(), "the first two shipments were created");
     proxy.down();
     for id in &orders[2..] {
         d.send_event(&order_created(*id)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(d.count("SELECT count(*) FROM shipments").await <= 2, "nothing consumed while SQS is away");
+    // The service keeps trying (and failing) to reach SQS meanwhile.
+    let tried = testkit::eventually(Duration::from_secs(10), Duration::from_millis(50), || async {
+        (proxy.refused() >= 3).then_some(())
+    })
+    .await;
+    assert!(tried.is_some(), "the service kept trying SQS while it was away");
+    assert_eq!(d.count("SELECT count(*) FROM shipments").await, 2, "nothing consumed while SQS is away");
     proxy.up();
 
     let got = events(&d.status_messages(8, Duration::from_secs(30)).await);
@@ -164,13 +168,14 @@ async fn an_sqs_outage_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_shutdown_a_long_poll_in_flight_releases_what_it_brings() {
     let d = spawn(5, vec![("CONSUMER_WAIT_TIME", "3s")]).await;
+    // Shutdown has begun when the long poll is in flight: whatever it brings
+    // is released at once, unstarted.
     let stop = shutdown::CancellationToken::new();
+    stop.cancel();
     let poll = tokio::spawn({
         let (consumer, stop) = (d.consumer.clone(), stop.clone());
         async move { consumer.poll_once(&stop).await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await; // the long poll is now waiting
-    stop.cancel();
     let order_id = Uuid::now_v7();
     d.send_event(&order_created(order_id)).await;
     let outcome = poll.await.unwrap();
@@ -203,7 +208,13 @@ async fn the_heartbeat_keeps_a_slow_message_invisible() {
     let slow = messaging::Consumer::new(d.queues.client.clone(), config, Slow(Duration::from_secs(5)));
     d.send_event(&order_created(Uuid::now_v7())).await;
     let handling = tokio::spawn(async move { slow.poll_once(&shutdown::CancellationToken::new()).await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(500)).await; // the slow handler holds the message
+    // The slow handler holds the message once it is in flight.
+    let in_hand = testkit::eventually(Duration::from_secs(10), Duration::from_millis(50), || async {
+        let depth = d.queues.depth(crate::helpers::ORDERS).await;
+        (depth == (0, 1)).then_some(())
+    })
+    .await;
+    assert!(in_hand.is_some(), "the message was received");
     // Well past the 2 s visibility timeout, another receiver still sees nothing.
     let stolen = d.queues.drain(&d.orders.url, 1, Duration::from_secs(4)).await;
     assert!(stolen.is_empty(), "the message was redelivered while still in hand");

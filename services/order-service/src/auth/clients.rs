@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A client as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: String,
     pub secret_hash: String,
@@ -95,20 +95,31 @@ pub async fn create(
     })
     .await
     .expect("hashing task does not panic");
-    let conflict = if replace {
-        "ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash, customer_id = EXCLUDED.customer_id, scopes = EXCLUDED.scopes"
+    // One statement per mode: `ON CONFLICT` cannot be a parameter.
+    let inserted = if replace {
+        sqlx::query!(
+            "INSERT INTO clients (client_id, secret_hash, customer_id, scopes) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (client_id) DO UPDATE
+                SET secret_hash = EXCLUDED.secret_hash, customer_id = EXCLUDED.customer_id, scopes = EXCLUDED.scopes",
+            client_id,
+            hash,
+            customer_id,
+            &scopes,
+        )
+        .execute(pool)
+        .await?
     } else {
-        "ON CONFLICT (client_id) DO NOTHING"
-    };
-    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO clients (client_id, secret_hash, customer_id, scopes) VALUES ($1, $2, $3, $4) {conflict}"
-    )))
-    .bind(&client_id)
-    .bind(&hash)
-    .bind(customer_id)
-    .bind(&scopes)
-    .execute(pool)
-    .await?
+        sqlx::query!(
+            "INSERT INTO clients (client_id, secret_hash, customer_id, scopes) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (client_id) DO NOTHING",
+            client_id,
+            hash,
+            customer_id,
+            &scopes,
+        )
+        .execute(pool)
+        .await?
+    }
     .rows_affected();
     if inserted == 0 {
         return Err(ClientError::Exists(client_id));
@@ -119,10 +130,13 @@ pub async fn create(
 /// Looks a client up by id.
 #[tracing::instrument(skip(pool))]
 pub async fn find(pool: &PgPool, client_id: &str) -> Result<Option<Client>, sqlx::Error> {
-    sqlx::query_as("SELECT client_id, secret_hash, customer_id, scopes FROM clients WHERE client_id = $1")
-        .bind(client_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        Client,
+        "SELECT client_id, secret_hash, customer_id, scopes FROM clients WHERE client_id = $1",
+        client_id
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 #[cfg(test)]

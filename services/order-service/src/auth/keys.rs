@@ -9,7 +9,11 @@
 
 use std::collections::HashMap;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use aws_lc_rs::{
+    encoding::{AsDer, PublicKeyX509Der},
+    rand::SystemRandom,
+    signature::{Ed25519KeyPair, KeyPair},
+};
 use chrono::Utc;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -51,8 +55,8 @@ pub enum KeyError {
     Pem(#[from] pem::PemError),
     #[error("the key bundle holds no PRIVATE KEY to sign with")]
     NoSigningKey,
-    #[error("PEM block {index} ({tag}) is not an Ed25519 key: {source}")]
-    BadKey { index: usize, tag: String, source: jsonwebtoken::errors::Error },
+    #[error("PEM block {index} ({tag}) is not an Ed25519 key: {source}{detail}")]
+    BadKey { index: usize, tag: String, source: jsonwebtoken::errors::Error, detail: String },
     #[error("PEM block {index} has tag {tag:?}; expected PRIVATE KEY or PUBLIC KEY")]
     UnknownBlock { index: usize, tag: String },
 }
@@ -94,7 +98,7 @@ impl KeySet {
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         for (index, block) in pem::parse_many(bundle)?.into_iter().enumerate() {
-            let bad = |source| KeyError::BadKey { index, tag: block.tag().to_owned(), source };
+            let bad = |source| KeyError::BadKey { index, tag: block.tag().to_owned(), source, detail: String::new() };
             let mut jwk = match block.tag() {
                 "PRIVATE KEY" => {
                     let key = EncodingKey::from_ed_der(block.contents());
@@ -188,35 +192,25 @@ impl KeySet {
     }
 }
 
-/// DER prefix of an Ed25519 PKCS#8 v1 private key; the 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] =
-    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
-
 /// A new random Ed25519 private key as PKCS#8 PEM (`order-service keys generate`).
 pub fn generate_private_key_pem() -> String {
-    let seed: [u8; 32] = rand::random();
-    let mut der = ED25519_PKCS8_PREFIX.to_vec();
-    der.extend_from_slice(&seed);
-    pem::encode(&pem::Pem::new("PRIVATE KEY", der))
+    let der = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).expect("the system RNG works");
+    pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref()))
 }
 
-/// The public half of a PEM private key as `PUBLIC KEY` PEM (for retiring a signer).
+/// The public half of a PEM private key as `PUBLIC KEY` (SubjectPublicKeyInfo)
+/// PEM, for keeping a retired signer's tokens valid.
 pub fn public_key_pem(private_pem: &str) -> Result<String, KeyError> {
     let block = pem::parse(private_pem)?;
-    let key = EncodingKey::from_ed_der(block.contents());
-    let jwk = Jwk::from_encoding_key(&key, ALGORITHM).map_err(|source| KeyError::BadKey {
+    let bad = |detail: String| KeyError::BadKey {
         index: 0,
         tag: block.tag().to_owned(),
-        source,
-    })?;
-    let jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(okp) = jwk.algorithm else {
-        unreachable!("Ed25519 keys are OKP")
+        source: jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into(),
+        detail,
     };
-    let x = URL_SAFE_NO_PAD.decode(okp.x).expect("JWK x is base64url");
-    // SubjectPublicKeyInfo for Ed25519: fixed 12-byte prefix + 32-byte key.
-    let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
-    der.extend_from_slice(&x);
-    Ok(pem::encode(&pem::Pem::new("PUBLIC KEY", der)))
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(block.contents()).map_err(|e| bad(e.to_string()))?;
+    let spki: PublicKeyX509Der<'static> = pair.public_key().as_der().map_err(|e| bad(e.to_string()))?;
+    Ok(pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref())))
 }
 
 #[cfg(test)]

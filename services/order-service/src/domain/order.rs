@@ -16,6 +16,9 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in order.
+    pub const ALL: [OrderStatus; 3] = [OrderStatus::PendingShipment, OrderStatus::Shipped, OrderStatus::Delivered];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::PendingShipment => "PENDING_SHIPMENT",

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use crate::auth::clients;
+use crate::{auth::clients, metrics};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(issue_token)).routes(routes!(jwks))
@@ -169,7 +169,7 @@ pub async fn issue_token(
     })?;
     // Check a hash even for unknown ids, so timing does not reveal which ids exist.
     let hash = client.as_ref().map(|c| c.secret_hash.clone()).unwrap_or_else(|| clients::decoy_hash().to_owned());
-    let permit = state.hash_limiter.clone().acquire_owned().await.expect("semaphore is never closed");
+    let permit = state.auth.hash_limiter.clone().acquire_owned().await.expect("semaphore is never closed");
     let matches = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         clients::verify_secret(&hash, &secret)
@@ -180,7 +180,7 @@ pub async fn issue_token(
         Some(c) if matches => c,
         _ => {
             tracing::info!("client authentication failed");
-            metrics::counter!("auth_token_failures_total", "reason" => "invalid_client").increment(1);
+            metrics::TOKEN_FAILURES.counter_with(&["invalid_client"]).increment(1);
             return Err(OAuthError::invalid_client());
         }
     };
@@ -200,9 +200,9 @@ pub async fn issue_token(
         }
     };
 
-    let (access_token, _) = state.keys.issue(&client.client_id, client.customer_id, &scope, state.token_ttl);
-    metrics::counter!("auth_tokens_issued_total").increment(1);
-    let body = TokenResponse { access_token, token_type: "Bearer", expires_in: state.token_ttl.as_secs(), scope };
+    let (access_token, _) = state.auth.keys.issue(&client.client_id, client.customer_id, &scope, state.auth.token_ttl);
+    metrics::TOKENS_ISSUED.as_counter().increment(1);
+    let body = TokenResponse { access_token, token_type: "Bearer", expires_in: state.auth.token_ttl.as_secs(), scope };
     Ok((no_store(), Json(body)).into_response())
 }
 
@@ -210,6 +210,6 @@ pub async fn issue_token(
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "JWK Set", content_type = "application/json", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    ([(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))], Json(state.keys.jwks()))
+    ([(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))], Json(state.auth.keys.jwks()))
         .into_response()
 }

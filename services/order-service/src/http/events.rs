@@ -24,6 +24,7 @@ use crate::{
     auth::SCOPE_READ,
     domain::{Order, OrderStatus},
     live::Subscription,
+    metrics,
     storage::orders,
 };
 
@@ -68,7 +69,7 @@ struct Feed {
 impl Feed {
     /// Waits for a change (or the periodic re-check), then loads new entries.
     async fn refill(&mut self) -> bool {
-        let closing = self.state.live.closing();
+        let closing = self.state.live.hub.closing();
         tokio::select! {
             changed = self.subscription.changes.changed() => {
                 if changed.is_err() {
@@ -103,7 +104,7 @@ fn feed_stream(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
                 drop(span.entered());
                 feed.sent += 1;
                 feed.done = status == OrderStatus::Delivered;
-                metrics::counter!("sse_events_sent_total").increment(1);
+                metrics::SSE_EVENTS_SENT.as_counter().increment(1);
                 return Some((Ok(event), feed));
             }
             if feed.done || !feed.refill().await {
@@ -148,7 +149,7 @@ pub async fn order_events(
             .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a history sequence number.".into()))?,
     };
     // Subscribe before reading, so a change between the read and the wait is not missed.
-    let subscription = state.live.subscribe(order_id).map_err(|_| ApiError::TooManyStreams)?;
+    let subscription = state.live.hub.subscribe(order_id).map_err(|_| ApiError::TooManyStreams)?;
     let order = orders::get(&state.db, user.customer_id(), order_id).await?.ok_or(ApiError::NotFound)?;
     let queue = events_after(&order, after);
     let done = after >= order.history.len() && order.status == OrderStatus::Delivered;
@@ -160,8 +161,8 @@ pub async fn order_events(
         queue,
         done,
         subscription,
-        recheck: state.sse_recheck,
+        recheck: state.live.recheck,
         state: state.clone(),
     };
-    Ok(Sse::new(feed_stream(feed)).keep_alive(KeepAlive::new().interval(state.sse_keepalive)))
+    Ok(Sse::new(feed_stream(feed)).keep_alive(KeepAlive::new().interval(state.live.keepalive)))
 }

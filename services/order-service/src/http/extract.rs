@@ -1,10 +1,17 @@
 //! The `AuthUser` extractor: a verified Bearer token, so handlers never parse
-//! headers or check signatures themselves.
+//! headers or check signatures themselves. The header is parsed by axum-extra's
+//! typed `Authorization<Bearer>`; a missing or non-Bearer header is 401 with a
+//! Bearer challenge.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
+use axum_extra::{
+    TypedHeader,
+    headers::{Authorization, authorization::Bearer},
+    typed_header::TypedHeaderRejectionReason,
+};
 
 use super::{AppState, error::ApiError};
-use crate::auth::Claims;
+use crate::auth::{Claims, TokenError};
 
 /// The caller, proven by a valid access token.
 #[derive(Debug, Clone)]
@@ -25,13 +32,15 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::MissingToken)?;
-        let value = header.to_str().map_err(|_| crate::auth::TokenError::Malformed)?;
-        let (scheme, token) = value.split_once(' ').ok_or(crate::auth::TokenError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(ApiError::MissingToken);
-        }
-        let claims = state.keys.verify(token.trim())?;
+        let TypedHeader(Authorization(bearer)) =
+            TypedHeader::<Authorization<Bearer>>::from_request_parts(parts, state).await.map_err(|e| {
+                match e.reason() {
+                    TypedHeaderRejectionReason::Missing => ApiError::MissingToken,
+                    // Present but not `Bearer <token>` (another scheme, bad bytes).
+                    _ => TokenError::Malformed.into(),
+                }
+            })?;
+        let claims = state.auth.keys.verify(bearer.token())?;
         tracing::Span::current().record("client_id", claims.sub.as_str());
         Ok(AuthUser(claims))
     }

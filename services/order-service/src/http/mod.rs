@@ -10,7 +10,8 @@ pub mod orders;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Json, Router, routing::get};
+use axum::{Router, extract::FromRef};
+use messaging::Publisher;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use utoipa::{
@@ -18,36 +19,71 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_axum::router::OpenApiRouter;
+use web::Accepting;
 
-use crate::{auth::KeySet, idempotency::Idempotency};
+use crate::{auth::KeySet, idempotency::Idempotency, live::LiveHub};
 
-/// Everything a handler may need, cheap to clone.
+/// What handlers share, in a few cohesive parts; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// The orders database.
     pub db: PgPool,
-    pub keys: Arc<KeySet>,
+    pub auth: Arc<Auth>,
+    pub intake: Arc<Intake>,
+    pub live: Live,
+    pub ops: Operations,
+}
+
+/// Issuing and checking tokens.
+pub struct Auth {
+    pub keys: KeySet,
+    /// Lifetime of issued tokens.
     pub token_ttl: Duration,
+    /// Bounds concurrent argon2 checks (CPU and ~19 MiB each).
+    pub hash_limiter: Arc<Semaphore>,
+}
+
+/// Placing orders.
+pub struct Intake {
+    /// The Redis fast path of idempotency.
     pub idempotency: Idempotency,
+    /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
+    /// Double-submit window for orders without a key (zero: off).
     pub duplicate_window: Duration,
     /// Wakes the outbox relay after an order commits.
     pub outbox: outbox::Waker,
+    /// Where `order-created` events go.
     pub orders_queue: String,
-    /// The queue status events come from (for the queue-depth gauge).
-    pub status_queue: String,
-    /// Bounds concurrent argon2 checks (CPU and ~19 MiB each).
-    pub hash_limiter: Arc<Semaphore>,
-    /// Used by `/readyz` to check SQS.
-    pub publisher: messaging::Publisher,
+}
+
+/// Live streams.
+#[derive(Clone)]
+pub struct Live {
+    pub hub: LiveHub,
+    /// Keep-alive comment interval.
+    pub keepalive: Duration,
+    /// Streams re-read their order at least this often, whatever the notifications.
+    pub recheck: Duration,
+}
+
+/// What the operations endpoints need; the whole state of a status-consumer process.
+#[derive(Clone)]
+pub struct Operations {
+    pub db: PgPool,
+    /// `/readyz` checks that SQS answers for these queues.
+    pub publisher: Publisher,
+    pub queues: Arc<[String]>,
+    /// Redis, checked by `/readyz` when this process uses it.
+    pub redis: Option<Idempotency>,
     /// Cleared when shutdown begins; `/readyz` then answers 503.
-    pub accepting: web::Accepting,
-    pub metrics: telemetry::Metrics,
-    /// Fans order changes out to live streams.
-    pub live: crate::live::LiveHub,
-    /// Keep-alive comment interval of live streams.
-    pub sse_keepalive: Duration,
-    /// Live streams re-read the order at least this often, whatever the notifications.
-    pub sse_recheck: Duration,
+    pub accepting: Accepting,
+}
+
+impl FromRef<AppState> for Operations {
+    fn from_ref(state: &AppState) -> Self {
+        state.ops.clone()
+    }
 }
 
 #[derive(OpenApi)]
@@ -70,33 +106,26 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The full router with middleware, and the OpenAPI document it serves.
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(orders::router())
         .merge(events::router())
         .merge(health::router())
-        .split_for_parts();
-    let openapi = Arc::new(openapi);
-    let router =
-        api.route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) })).with_state(state);
-    web::layered(router, request_timeout)
+}
+
+/// The full router with middleware, serving its OpenAPI document.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    web::with_openapi(api(), state, request_timeout)
 }
 
 /// The router of a status-consumer-only process: health and metrics.
-pub fn operations_router(state: AppState, request_timeout: Duration) -> Router {
-    let (router, _) = OpenApiRouter::new().merge(health::router()).split_for_parts();
+pub fn operations_router(state: Operations, request_timeout: Duration) -> Router {
+    let (router, _) = health::router().split_for_parts();
     web::layered(router.with_state(state), request_timeout)
 }
 
 /// The OpenAPI document, for tooling (`order-service openapi`).
 pub fn openapi_json() -> String {
-    let (_, openapi) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .merge(auth::router())
-        .merge(orders::router())
-        .merge(events::router())
-        .merge(health::router())
-        .split_for_parts();
-    openapi.to_pretty_json().expect("OpenAPI document serialises")
+    api().split_for_parts().1.to_pretty_json().expect("OpenAPI document serialises")
 }

@@ -25,7 +25,8 @@ use crate::{
     auth::{SCOPE_READ, SCOPE_WRITE},
     domain::{HistoryEntry, NewOrder, Order, OrderStatus, Shipment, order::OrderPage, validate_new_order},
     idempotency::Claim,
-    storage::orders::{self, IdempotencyRecord, Placed, StoredResponse, hex},
+    metrics,
+    storage::orders::{self, IdempotencyRecord, Placed, StoredResponse},
 };
 
 /// Largest accepted `POST /orders` body.
@@ -117,18 +118,20 @@ pub async fn create_order(
 
     let customer_id = user.customer_id();
     let hash = new_order.fingerprint();
-    let hash_hex = hex(&hash);
+    let hash_hex = hex::encode(hash);
     let now = Utc::now().trunc_subsecs(6);
     // An explicit key is kept for the idempotency TTL; without one, the request
     // fingerprint acts as a key for the double-submit window.
     let (key, ttl) = match &explicit_key {
-        Some(k) => (Some(format!("k:{k}")), state.idempotency_ttl),
-        None if !state.duplicate_window.is_zero() => (Some(format!("f:{hash_hex}")), state.duplicate_window),
-        None => (None, state.duplicate_window),
+        Some(k) => (Some(format!("k:{k}")), state.intake.idempotency_ttl),
+        None if !state.intake.duplicate_window.is_zero() => {
+            (Some(format!("f:{hash_hex}")), state.intake.duplicate_window)
+        }
+        None => (None, state.intake.duplicate_window),
     };
 
     if let Some(key) = &key {
-        match state.idempotency.claim(customer_id, key, &hash_hex).await {
+        match state.intake.idempotency.claim(customer_id, key, &hash_hex).await {
             Claim::Claimed | Claim::Unavailable => {}
             Claim::Done(stored) if stored.request_hash == hash_hex => {
                 return Ok(created_response(&stored, true));
@@ -165,7 +168,7 @@ pub async fn create_order(
     let trace = telemetry::propagation::current();
     let message = OutboxMessage {
         event_id: event.event_id,
-        destination: state.orders_queue.clone(),
+        destination: state.intake.orders_queue.clone(),
         group_id: order.id.to_string(),
         event_type: event.event_type.clone(),
         body: event.to_json(),
@@ -181,8 +184,8 @@ pub async fn create_order(
     let placed = orders::place(&state.db, &order, &body, record.as_ref(), &message).await;
     let stored = match placed {
         Ok(Placed::Created) => {
-            state.outbox.wake();
-            metrics::counter!("orders_created_total").increment(1);
+            state.intake.outbox.wake();
+            metrics::ORDERS_CREATED.as_counter().increment(1);
             tracing::info!(event_id = %message.event_id, total_minor = order.total_minor, "order placed");
             StoredResponse { request_hash: hash_hex, order_id: order.id, status: 201, body }
         }
@@ -191,7 +194,7 @@ pub async fn create_order(
             // replacing our own pending claim, before answering either way (a
             // mismatch must not leave its claim to refuse the original's retry).
             if let Some(key) = &key {
-                state.idempotency.store(customer_id, key, stored.clone(), ttl).await;
+                state.intake.idempotency.store(customer_id, key, stored.clone(), ttl).await;
             }
             if stored.request_hash != hash_hex {
                 return Err(ApiError::IdempotencyMismatch);
@@ -200,13 +203,13 @@ pub async fn create_order(
         }
         Err(e) => {
             if let Some(key) = &key {
-                state.idempotency.release(customer_id, key);
+                state.intake.idempotency.release(customer_id, key);
             }
             return Err(e.into());
         }
     };
     if let Some(key) = &key {
-        state.idempotency.complete(customer_id, key, stored.clone(), ttl);
+        state.intake.idempotency.complete(customer_id, key, stored.clone(), ttl);
     }
     Ok(created_response(&stored, false))
 }

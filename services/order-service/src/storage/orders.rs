@@ -1,8 +1,8 @@
 //! Orders, their status history and idempotency records.
 //!
-//! Placing an order is one SQL statement: the idempotency record, the order,
-//! its first history row and its `order-created` outbox row are inserted by one
-//! chain of data-modifying CTEs, i.e. one round trip and one commit. The order
+//! Placing an order is one transaction: one statement (a chain of
+//! data-modifying CTEs) inserts the idempotency record, the order and its first
+//! history row, and `outbox::enqueue` adds its `order-created` event. The order
 //! is inserted only if the idempotency record was (a conflicting, unexpired key
 //! inserts nothing), so a duplicate can never create a second order.
 
@@ -41,7 +41,10 @@ pub enum Placed {
     KeyTaken(StoredResponse),
 }
 
-/// Inserts order + first history row + outbox row (+ idempotency record) in one statement.
+/// Writes order + first history row (+ idempotency record) and, through the
+/// outbox crate, the `order-created` event, in one transaction. The order and
+/// history are one statement, inserted only if the idempotency record was (a
+/// key already held inserts nothing, and the stored response is returned).
 #[tracing::instrument(name = "db.insert_order", skip_all, fields(db.system = "postgresql", order_id = %order.id))]
 pub async fn place(
     pool: &PgPool,
@@ -50,11 +53,12 @@ pub async fn place(
     idempotency: Option<&IdempotencyRecord>,
     event: &OutboxMessage,
 ) -> Result<Placed, sqlx::Error> {
-    let inserted: i64 = sqlx::query_scalar(
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query_scalar!(
         r#"
         WITH idem AS (
             INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_status, response_body, expires_at)
-            SELECT $2, $13, $14, $1, 201, $15, $16 WHERE $13::text IS NOT NULL
+            SELECT $2, $8, $9, $1, 201, $10, $11 WHERE $8::text IS NOT NULL
             ON CONFLICT (customer_id, key) DO UPDATE
                SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id,
                    response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,
@@ -64,40 +68,34 @@ pub async fn place(
         ), ins AS (
             INSERT INTO orders (id, customer_id, status, currency, items, total_minor, shipping_address, created_at, updated_at)
             SELECT $1, $2, 'PENDING_SHIPMENT', $3, $4, $5, $6, $7, $7
-             WHERE $13::text IS NULL OR EXISTS (SELECT 1 FROM idem)
+             WHERE $8::text IS NULL OR EXISTS (SELECT 1 FROM idem)
             RETURNING id
         ), hist AS (
             INSERT INTO order_status_history (order_id, seq, status, at)
             SELECT id, 1, 'PENDING_SHIPMENT', $7 FROM ins
-        ), event AS (
-            INSERT INTO outbox (event_id, destination, group_id, event_type, body, traceparent, tracestate)
-            SELECT $8, $9, $10, 'order-created', $11, $12, $17 FROM ins
         )
-        SELECT count(*) FROM ins
+        SELECT count(*) AS "count!" FROM ins
         "#,
+        order.id,
+        order.customer_id,
+        order.currency,
+        Json(&order.items) as _,
+        order.total_minor,
+        Json(&order.shipping_address) as _,
+        order.created_at,
+        idempotency.map(|i| i.key.as_str()),
+        idempotency.map(|i| i.request_hash.as_slice()),
+        Json(response_body) as _,
+        idempotency.map(|i| i.expires_at),
     )
-    .bind(order.id) // $1
-    .bind(order.customer_id)
-    .bind(&order.currency)
-    .bind(Json(&order.items))
-    .bind(order.total_minor) // $5
-    .bind(Json(&order.shipping_address))
-    .bind(order.created_at)
-    .bind(event.event_id)
-    .bind(&event.destination)
-    .bind(&event.group_id) // $10
-    .bind(&event.body)
-    .bind(&event.traceparent)
-    .bind(idempotency.map(|i| i.key.as_str()))
-    .bind(idempotency.map(|i| i.request_hash.to_vec()))
-    .bind(Json(response_body)) // $15
-    .bind(idempotency.map(|i| i.expires_at))
-    .bind(&event.tracestate)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
     if inserted == 1 {
+        outbox::enqueue(&mut tx, event).await?;
+        tx.commit().await?;
         return Ok(Placed::Created);
     }
+    tx.rollback().await?;
     let key = idempotency.map(|i| i.key.as_str()).unwrap_or_default();
     match find_idempotent(pool, order.customer_id, key).await? {
         Some(stored) => Ok(Placed::KeyTaken(stored)),
@@ -114,27 +112,22 @@ pub async fn find_idempotent(
     customer_id: Uuid,
     key: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
-    let row: Option<(Vec<u8>, Uuid, i16, Json<Value>)> = sqlx::query_as(
-        "SELECT request_hash, order_id, response_status, response_body FROM idempotency_keys
-         WHERE customer_id = $1 AND key = $2 AND expires_at >= now()",
+    let row = sqlx::query!(
+        r#"SELECT request_hash, order_id, response_status, response_body AS "response_body: Json<Value>"
+           FROM idempotency_keys WHERE customer_id = $1 AND key = $2 AND expires_at >= now()"#,
+        customer_id,
+        key,
     )
-    .bind(customer_id)
-    .bind(key)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(hash, order_id, status, Json(body))| StoredResponse {
-        request_hash: hex(&hash),
-        order_id,
-        status: status as u16,
-        body,
+    Ok(row.map(|r| StoredResponse {
+        request_hash: hex::encode(r.request_hash),
+        order_id: r.order_id,
+        status: r.response_status as u16,
+        body: r.response_body.0,
     }))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[derive(sqlx::FromRow)]
 struct OrderRow {
     id: Uuid,
     customer_id: Uuid,
@@ -168,22 +161,22 @@ impl From<OrderRow> for Order {
     }
 }
 
-const SELECT_ORDER: &str = r#"
-    SELECT o.id, o.customer_id, o.status, o.currency, o.items, o.total_minor, o.shipping_address,
-           o.carrier, o.tracking_number, o.created_at, o.updated_at,
-           COALESCE((SELECT json_agg(json_build_object('status', h.status, 'at', h.at) ORDER BY h.seq)
-                       FROM order_status_history h WHERE h.order_id = o.id), '[]') AS history
-      FROM orders o"#;
-
 /// One order of `customer_id`; another customer's order is `None`, like a missing one.
 #[tracing::instrument(name = "db.get_order", skip(pool), fields(db.system = "postgresql"))]
 pub async fn get(pool: &PgPool, customer_id: Uuid, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    let row: Option<OrderRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ORDER} WHERE o.id = $1 AND o.customer_id = $2")))
-            .bind(id)
-            .bind(customer_id)
-            .fetch_optional(pool)
-            .await?;
+    // The history comes from `order_history(id)` (see the migrations), so both
+    // readers share its definition.
+    let row = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id, customer_id, status, currency, items AS "items: Json<Vec<LineItem>>", total_minor,
+                  shipping_address AS "shipping_address: Json<Address>", carrier, tracking_number,
+                  order_history(id) AS "history!: Json<Vec<HistoryEntry>>", created_at, updated_at
+             FROM orders WHERE id = $1 AND customer_id = $2"#,
+        id,
+        customer_id,
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(Order::from))
 }
 
@@ -195,12 +188,16 @@ pub async fn list(
     limit: u32,
     before: Option<Uuid>,
 ) -> Result<Vec<Order>, sqlx::Error> {
-    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_ORDER} WHERE o.customer_id = $1 AND ($2::uuid IS NULL OR o.id < $2) ORDER BY o.id DESC LIMIT $3"
-    )))
-    .bind(customer_id)
-    .bind(before)
-    .bind(i64::from(limit))
+    let rows = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id, customer_id, status, currency, items AS "items: Json<Vec<LineItem>>", total_minor,
+                  shipping_address AS "shipping_address: Json<Address>", carrier, tracking_number,
+                  order_history(id) AS "history!: Json<Vec<HistoryEntry>>", created_at, updated_at
+             FROM orders WHERE customer_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"#,
+        customer_id,
+        before,
+        i64::from(limit),
+    )
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(Order::from).collect())
@@ -208,11 +205,11 @@ pub async fn list(
 
 /// Deletes up to `batch` expired idempotency records; returns how many.
 pub async fn prune_idempotency(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query(
+    let deleted = sqlx::query!(
         "DELETE FROM idempotency_keys WHERE (customer_id, key) IN (
            SELECT customer_id, key FROM idempotency_keys WHERE expires_at < now() LIMIT $1)",
+        batch,
     )
-    .bind(batch)
     .execute(pool)
     .await?
     .rows_affected();

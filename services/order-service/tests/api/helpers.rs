@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use order_service::{Application, Settings, auth::keys::generate_private_key_pem, storage::MIGRATOR};
+use order_service::{Application, Settings, auth::keys::generate_private_key_pem, config::Role, storage::MIGRATOR};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestDb, TestQueues};
@@ -73,8 +73,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let keys_pem = generate_private_key_pem();
     let mut env = base_env(&db, &queues, &keys_pem);
     env.extend(options.env);
-    let settings = Settings::from_env(settings::Env::from_pairs(env)).expect("valid test settings");
-    let app = Application::build(Settings { relay_enabled: options.relay_loop, ..settings }).await.expect("build app");
+    let mut settings = Settings::from_env(settings::Env::from_pairs(env), Role::Api).expect("valid test settings");
+    settings.api.as_mut().expect("an API process").relay_enabled = options.relay_loop;
+    let app = Application::build(settings).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let relay = app.relay();
     let status_consumer = app.status_consumer();
@@ -183,8 +184,9 @@ impl TestApp {
         outbox::backlog(&self.db.pool().await).await.unwrap()
     }
 
-    pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&self.db.pool().await).await.unwrap()
+    /// The one number a test's `SELECT count(*) ...` returns.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db.pool().await).await.unwrap()
     }
 
     /// Receives (and deletes) messages from the test's orders queue.

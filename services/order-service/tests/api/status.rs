@@ -125,7 +125,8 @@ async fn unknown_orders_and_impossible_transitions_go_to_the_dead_letter_queue()
     let order: Value = app.get(&token, &format!("/orders/{id}")).await.json().await.unwrap();
     assert_eq!(order["status"], "PENDING_SHIPMENT", "nothing was applied");
     let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"messages_rejected_total{reason="unknown_order"}"#), "{text}");
-    assert!(text.contains(r#"reason="impossible_transition""#));
+    let queue = &app.queues.name(crate::helpers::STATUS_QUEUE);
+    assert!(text.contains(&format!(r#"messages_rejected_total{{queue="{queue}",reason="unknown_order"}}"#)), "{text}");
+    assert!(text.contains(&format!(r#"messages_rejected_total{{queue="{queue}",reason="impossible_transition"}}"#)));
     let _ = StatusCode::OK;
 }

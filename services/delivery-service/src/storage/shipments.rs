@@ -1,7 +1,7 @@
-//! The delivery database: creating a shipment from an `order-created` event
-//! (with the inbox check), advancing due shipments (with their outbox events),
-//! and reading a shipment for the operator API. Every change to a shipment and
-//! the event announcing it are written in one transaction.
+//! Shipments: creating one from an `order-created` event (with the inbox
+//! check), advancing due shipments (with their outbox events), and reading one
+//! for the operator API. Every change to a shipment and the event announcing it
+//! are written in one transaction.
 
 use std::time::Duration;
 
@@ -13,7 +13,10 @@ use sqlx::{PgPool, types::Json};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::domain::{ShipmentStatus, carrier_for, tracking_number_for};
+use crate::{
+    domain::{ShipmentStatus, carrier_for, tracking_number_for},
+    metrics,
+};
 
 /// What applying an `order-created` event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +35,7 @@ pub async fn create_shipment(
     ship_at: DateTime<Utc>,
 ) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if !outbox::inbox::record_once(&mut tx, event.event_id).await? {
+    if !messaging::inbox::record_once(&mut tx, event.event_id).await? {
         tx.commit().await?;
         return Ok(Applied::Duplicate);
     }
@@ -40,31 +43,33 @@ pub async fn create_shipment(
     let now = Utc::now();
     // The scheduler's later steps continue this (the message's) trace.
     let trace = telemetry::propagation::current();
-    let created: Option<Uuid> = sqlx::query_scalar(
+    let created = sqlx::query_scalar!(
         "INSERT INTO shipments (id, order_id, customer_id, status, shipping_address, created_at, updated_at, next_step_at,
                                 traceparent, tracestate)
          VALUES ($1, $2, $3, 'PROCESSING', $4, $5, $5, $6, $7, $8)
          ON CONFLICT (order_id) DO NOTHING RETURNING id",
+        id,
+        event.order_id,
+        event.payload.customer_id,
+        Json(&event.payload.shipping_address) as _,
+        now,
+        ship_at,
+        trace.traceparent,
+        trace.tracestate,
     )
-    .bind(id)
-    .bind(event.order_id)
-    .bind(event.payload.customer_id)
-    .bind(Json(&event.payload.shipping_address))
-    .bind(now)
-    .bind(ship_at)
-    .bind(&trace.traceparent)
-    .bind(&trace.tracestate)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = created else {
         tx.commit().await?;
         return Ok(Applied::Duplicate);
     };
-    sqlx::query("INSERT INTO shipment_status_history (shipment_id, seq, status, at) VALUES ($1, 1, 'PROCESSING', $2)")
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO shipment_status_history (shipment_id, seq, status, at) VALUES ($1, 1, 'PROCESSING', $2)",
+        id,
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Applied::Created(id))
 }
@@ -77,7 +82,6 @@ pub struct StepPlan {
     pub status_queue: String,
 }
 
-#[derive(sqlx::FromRow)]
 struct Due {
     id: Uuid,
     order_id: Uuid,
@@ -100,12 +104,13 @@ fn jitter(max: Duration) -> chrono::Duration {
 #[tracing::instrument(name = "shipments.advance", level = "debug", skip_all, fields(db.system = "postgresql", advanced))]
 pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let due: Vec<Due> = sqlx::query_as(
-        "SELECT id, order_id, status, next_step_at, traceparent, tracestate FROM shipments
-         WHERE next_step_at IS NOT NULL AND next_step_at <= now()
-         ORDER BY next_step_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    let due = sqlx::query_as!(
+        Due,
+        r#"SELECT id, order_id, status, next_step_at AS "next_step_at!", traceparent, tracestate FROM shipments
+            WHERE next_step_at IS NOT NULL AND next_step_at <= now()
+            ORDER BY next_step_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
+        i64::from(batch),
     )
-    .bind(i64::from(batch))
     .fetch_all(&mut *tx)
     .await?;
     let now = Utc::now();
@@ -122,6 +127,8 @@ pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<u
         let trace = telemetry::propagation::context_of(&span);
         advance_one(&mut tx, shipment, plan, now, trace).instrument(span).await?;
     }
+    // Crash tests: the steps are written but not committed.
+    fail::fail_point!("scheduler-before-commit", !due.is_empty(), |_| std::process::abort());
     tx.commit().await?;
     tracing::Span::current().record("advanced", due.len());
     Ok(due.len())
@@ -136,27 +143,24 @@ async fn advance_one(
     trace: telemetry::propagation::TraceContext,
 ) -> Result<(), sqlx::Error> {
     let lag = (now - shipment.next_step_at).to_std().unwrap_or_default();
-    metrics::histogram!("shipment_step_lag_seconds").record(lag.as_secs_f64());
+    metrics::STEP_LAG.as_histogram().record(lag.as_secs_f64());
     let Some(next) = ShipmentStatus::parse(&shipment.status).and_then(ShipmentStatus::next) else {
         // Nothing further: clear a stray timer.
-        sqlx::query("UPDATE shipments SET next_step_at = NULL WHERE id = $1")
-            .bind(shipment.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!("UPDATE shipments SET next_step_at = NULL WHERE id = $1", shipment.id).execute(&mut *tx).await?;
         return Ok(());
     };
     let (body, event_type, event_id) = match next {
         ShipmentStatus::Shipped => {
             let (carrier, tracking) = (carrier_for(shipment.id), tracking_number_for(shipment.id));
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE shipments SET status = 'SHIPPED', carrier = $2, tracking_number = $3, shipped_at = $4,
                    updated_at = $4, next_step_at = $5 WHERE id = $1",
+                shipment.id,
+                carrier,
+                tracking,
+                now,
+                now + chrono::Duration::from_std(plan.deliver_after).unwrap_or_default() + jitter(plan.jitter),
             )
-            .bind(shipment.id)
-            .bind(carrier)
-            .bind(&tracking)
-            .bind(now)
-            .bind(now + chrono::Duration::from_std(plan.deliver_after).unwrap_or_default() + jitter(plan.jitter))
             .execute(&mut *tx)
             .await?;
             let event = Envelope::new(
@@ -172,11 +176,11 @@ async fn advance_one(
             (event.to_json(), event.event_type, event.event_id)
         }
         _ => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE shipments SET status = 'DELIVERED', delivered_at = $2, updated_at = $2, next_step_at = NULL WHERE id = $1",
+                shipment.id,
+                now,
             )
-            .bind(shipment.id)
-            .bind(now)
             .execute(&mut *tx)
             .await?;
             let event =
@@ -184,13 +188,13 @@ async fn advance_one(
             (event.to_json(), event.event_type, event.event_id)
         }
     };
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO shipment_status_history (shipment_id, seq, status, at)
          SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM shipment_status_history WHERE shipment_id = $1",
+        shipment.id,
+        next.as_str(),
+        now,
     )
-    .bind(shipment.id)
-    .bind(next.as_str())
-    .bind(now)
     .execute(&mut *tx)
     .await?;
     outbox::enqueue(
@@ -206,13 +210,13 @@ async fn advance_one(
         },
     )
     .await?;
-    metrics::counter!("shipments_advanced_total", "to" => next.as_str()).increment(1);
+    metrics::ADVANCED.counter_with(&[next.as_str()]).increment(1);
     tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.id, status = next.as_str(), "shipment advanced");
     Ok(())
 }
 
 /// A shipment with its history, for `GET /shipments/{order_id}`.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize)]
 pub struct ShipmentView {
     pub id: Uuid,
     pub order_id: Uuid,
@@ -230,14 +234,15 @@ pub struct ShipmentView {
 
 #[tracing::instrument(name = "db.get_shipment", skip(pool), fields(db.system = "postgresql"))]
 pub async fn shipment_by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<ShipmentView>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT s.id, s.order_id, s.customer_id, s.status, s.carrier, s.tracking_number, s.created_at, s.shipped_at,
-                s.delivered_at, s.updated_at, s.next_step_at,
-                COALESCE((SELECT json_agg(json_build_object('seq', h.seq, 'status', h.status, 'at', h.at) ORDER BY h.seq)
-                            FROM shipment_status_history h WHERE h.shipment_id = s.id), '[]') AS history
-           FROM shipments s WHERE s.order_id = $1",
+    sqlx::query_as!(
+        ShipmentView,
+        r#"SELECT s.id, s.order_id, s.customer_id, s.status, s.carrier, s.tracking_number, s.created_at, s.shipped_at,
+                  s.delivered_at, s.updated_at, s.next_step_at,
+                  COALESCE((SELECT json_agg(json_build_object('seq', h.seq, 'status', h.status, 'at', h.at) ORDER BY h.seq)
+                              FROM shipment_status_history h WHERE h.shipment_id = s.id), '[]') AS "history!: Json<serde_json::Value>"
+             FROM shipments s WHERE s.order_id = $1"#,
+        order_id,
     )
-    .bind(order_id)
     .fetch_optional(pool)
     .await
 }

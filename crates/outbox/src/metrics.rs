@@ -1,0 +1,17 @@
+//! The metrics of the outbox relay.
+
+use telemetry::Metric;
+
+pub const PUBLISHED: Metric = Metric::counter("outbox_published_total", "Outbox rows accepted by SQS and deleted", &[]);
+pub const REFUSED: Metric =
+    Metric::counter("outbox_refused_total", "Outbox rows SQS refused in a batch; retried with back-off", &[]);
+pub const PUBLISH_FAILURES: Metric = Metric::counter(
+    "outbox_publish_failures_total",
+    "Outbox rows whose SendMessageBatch call failed as a whole (SQS unreachable, throttled)",
+    &[],
+);
+pub const PUBLISH_DELAY: Metric =
+    Metric::histogram("outbox_publish_delay_seconds", "Time from an outbox row's commit to its acceptance by SQS", &[]);
+pub const BACKLOG: Metric = Metric::gauge("outbox_backlog", "Outbox rows waiting to be published", &[]);
+
+pub const ALL: &[Metric] = &[PUBLISHED, REFUSED, PUBLISH_FAILURES, PUBLISH_DELAY, BACKLOG];
