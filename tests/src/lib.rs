@@ -39,7 +39,8 @@ pub struct Service {
 }
 
 impl Service {
-    async fn start(binary: &str, args: &[&str], env: Vec<(String, String)>, log_level: &str) -> Self {
+    /// Starts `binary` with `args` and `env` on a free port and waits until it is ready.
+    pub async fn start(binary: &str, args: &[&str], env: Vec<(String, String)>, log_level: &str) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("orderflow-e2e-{binary}-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");

@@ -123,18 +123,12 @@ fn read_state(path: &Path) -> Result<Vec<Secret>, OnceError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(OnceError::Input(format!("cannot read the state file {}: {e}", path.display()))),
     };
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Secret::deserialize(doc))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            OnceError::Input(format!(
-                "the state file {} is damaged ({e}); move it away to start afresh",
-                path.display()
-            ))
-        })
+    serde_yaml::Deserializer::from_str(&text).map(Secret::deserialize).collect::<Result<Vec<_>, _>>().map_err(|e| {
+        OnceError::Input(format!("the state file {} is damaged ({e}); move it away to start afresh", path.display()))
+    })
 }
 
-fn yaml_documents<'a>(docs: impl IntoIterator<Item = serde_yaml::Value>) -> String {
+fn yaml_documents(docs: impl IntoIterator<Item = serde_yaml::Value>) -> String {
     docs.into_iter()
         .map(|d| serde_yaml::to_string(&d).expect("objects serialise to YAML"))
         .collect::<Vec<_>>()

@@ -52,11 +52,11 @@ pub const SECRET_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$";
     status = "OrderPipelineStatus",
     derive = "PartialEq",
     doc = "The queues and databases of one orderflow installation, made real by orderflow-controller",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Orders Queue", type_ = "string", json_path = ".spec.queues.orders.name"),
-    printcolumn(name = "Deletion", type_ = "string", json_path = ".spec.deletionPolicy", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name": "Orders Queue", "type": "string", "jsonPath": ".spec.queues.orders.name"}"#,
+    printcolumn = r#"{"name": "Deletion", "type": "string", "jsonPath": ".spec.deletionPolicy", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 // Rules across fields, checked by the API server at admission (CEL); the

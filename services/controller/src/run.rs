@@ -245,3 +245,63 @@ async fn run_controller(client: &Client, namespace: &str, settings: &RunSettings
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body as AxumBody;
+    use http::{Request, Response, StatusCode};
+    use kube::client::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, String) {
+        let response = router.clone().oneshot(Request::get(path).body(AxumBody::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics_follow_the_api_server_and_shutdown() {
+        let (service, mut api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let accepting = web::Accepting::default();
+        let health = Health {
+            client: Client::new(service, "default"),
+            accepting: accepting.clone(),
+            metrics: telemetry::Metrics::global(),
+        };
+        metrics::describe();
+        metrics::leader(true);
+        let router = ops_router(health);
+        // The API server answers /version, then fails once, then answers again.
+        let server = tokio::spawn(async move {
+            for status in [200, 503, 200] {
+                let (request, send) = api.next_request().await.expect("a readiness probe");
+                assert_eq!(request.uri().path(), "/version");
+                let body = serde_json::json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0", "gitCommit": "x",
+                    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25",
+                    "compiler": "gc", "platform": "linux/amd64"});
+                let body = if status == 200 { body } else { serde_json::json!({"kind": "Status", "code": 503}) };
+                send.send_response(
+                    Response::builder().status(status).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap(),
+                );
+            }
+        });
+
+        assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK);
+        let (status, body) = get(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, metrics) = get(&router, "/metrics").await;
+        assert!(metrics.contains("controller_leader 1"), "{metrics}");
+
+        let (status, body) = get(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "the API server is down: {body}");
+        assert!(body.contains("\"kubernetes\"") && body.contains("down"), "{body}");
+
+        accepting.stop();
+        let (status, body) = get(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "shutting down: {body}");
+        server.await.unwrap();
+    }
+}
