@@ -105,8 +105,17 @@ fn ops_router(health: Health) -> Router {
 
 /// Runs until `stop` is cancelled, or leadership is lost (an error).
 pub async fn run(settings: RunSettings, stop: CancellationToken) -> anyhow::Result<()> {
-    let client = Client::try_default().await.context("failed to build a Kubernetes client")?;
+    // kube's errors already carry their causes in their message.
+    let client = Client::try_default().await.map_err(|e| anyhow::anyhow!("no Kubernetes client: {e}"))?;
     let namespace = settings.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+    // Fail fast, and say how to fix it, when the CRD is missing or RBAC forbids the watch.
+    let pipelines: Api<OrderPipeline> = Api::namespaced(client.clone(), &namespace);
+    if let Err(e) = pipelines.list(&kube::api::ListParams::default().limit(1)).await {
+        anyhow::bail!(
+            "cannot list OrderPipelines in namespace {namespace} ({e}): is the CRD installed \
+             (kubectl apply -f k8s/crds/orderpipelines.yaml) and the Role bound (k8s/controller/rbac.yaml)?"
+        );
+    }
     let telemetry_metrics = telemetry::Metrics::global();
     metrics::describe();
     metrics::leader(false);
@@ -134,6 +143,7 @@ pub async fn run(settings: RunSettings, stop: CancellationToken) -> anyhow::Resu
         let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &settings.lease_name)
             .with_namespace(&namespace)
             .with_identity(&settings.identity)
+            .with_field_manager(format!("orderflow-controller-{}", settings.identity))
             .with_duration(15)
             .with_grace(5)
             .build()
