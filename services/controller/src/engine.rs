@@ -211,6 +211,20 @@ async fn reconcile_database(
 ) -> Result<(DatabaseStatus, SecretString), Failure> {
     let want = service.spec(spec);
     let kept = inputs.kept_passwords.get(&service);
+    // Observe and act under one lock, so what is observed stays true.
+    let lock = pg.lock(&want.name).await?;
+    let result = reconcile_locked(pg, service, want, kept, changes).await;
+    let _ = sqlx::Connection::close(lock).await;
+    result
+}
+
+async fn reconcile_locked(
+    pg: &Postgres,
+    service: Service,
+    want: &crate::resource::DatabaseSpec,
+    kept: Option<&SecretString>,
+    changes: &mut Vec<Change>,
+) -> Result<(DatabaseStatus, SecretString), Failure> {
     let observed = pg.observe(want, kept).await?;
     // A kept password is used again even for a role that has to be created
     // anew, so what is published stays the same.

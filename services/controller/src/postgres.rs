@@ -94,6 +94,8 @@ mod code {
     pub const INVALID_PASSWORD: &str = "28P01";
     pub const DUPLICATE_OBJECT: &str = "42710";
     pub const DUPLICATE_DATABASE: &str = "42P04";
+    /// A concurrent CREATE that lost the race on the catalog's unique index.
+    pub const UNIQUE_VIOLATION: &str = "23505";
 }
 
 fn sqlstate(e: &sqlx::Error) -> Option<String> {
@@ -156,6 +158,24 @@ impl Postgres {
     async fn exec(conn: &mut PgConnection, sql: String, context: &str) -> Result<(), sqlx::Error> {
         tracing::debug!(context, "running DDL");
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map(|_| ())
+    }
+
+    /// Holds a session advisory lock on `database`'s name until the returned
+    /// connection is closed or dropped: two reconciles of the same database
+    /// (two `reconcile-once` runs, a controller and a person) then take turns
+    /// instead of interleaving their DDL.
+    pub async fn lock(&self, database: &str) -> Result<PgConnection, PgError> {
+        let mut conn = self.admin(MAINTENANCE_DB).await?;
+        sqlx::raw_sql("SET lock_timeout = '60s'")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| PgError::new("SET lock_timeout", e))?;
+        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+            .bind(format!("orderflow-controller/{database}"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| PgError::new(&format!("waiting for another reconcile of {database}"), e))?;
+        Ok(conn)
     }
 
     /// Everything the planner needs to know about one service's role and database.
@@ -244,7 +264,9 @@ impl Postgres {
                 match Self::exec(&mut admin, create, "create role").await {
                     Ok(()) => {}
                     // Another reconcile created it first: make it ours all the same.
-                    Err(e) if sqlstate(&e).as_deref() == Some(code::DUPLICATE_OBJECT) => {
+                    Err(e)
+                        if matches!(sqlstate(&e).as_deref(), Some(code::DUPLICATE_OBJECT | code::UNIQUE_VIOLATION)) =>
+                    {
                         let alter = format!("ALTER ROLE {} {ROLE_OPTIONS} PASSWORD {verifier}", ident(role)?);
                         Self::exec(&mut admin, alter, "alter role").await.map_err(|e| PgError::new("ALTER ROLE", e))?;
                     }
@@ -277,7 +299,12 @@ impl Postgres {
                 match Self::exec(&mut admin, sql, "create database").await {
                     Ok(()) => {}
                     // Created meanwhile by a concurrent reconcile: own it all the same.
-                    Err(e) if sqlstate(&e).as_deref() == Some(code::DUPLICATE_DATABASE) => {
+                    Err(e)
+                        if matches!(
+                            sqlstate(&e).as_deref(),
+                            Some(code::DUPLICATE_DATABASE | code::UNIQUE_VIOLATION)
+                        ) =>
+                    {
                         let sql = format!("ALTER DATABASE {} OWNER TO {}", ident(database)?, ident(owner)?);
                         Self::exec(&mut admin, sql, "alter database owner")
                             .await

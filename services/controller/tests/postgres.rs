@@ -79,3 +79,29 @@ async fn privileges_granted_behind_the_controllers_back_are_taken_away() {
     let third = engine::reconcile(&spec, &inputs).await;
     assert_eq!(third.changes, [], "nothing left to do");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reconciles_racing_on_a_fresh_pipeline_both_succeed_and_converge() {
+    let tag = tag();
+    let spec = spec(&tag);
+    let _cleanup = Cleanup::new(&spec);
+    let inputs = Inputs {
+        admin: AdminCredentials { username: "postgres".into(), password: String::new().into() },
+        sqs_credentials: None,
+        kept_passwords: BTreeMap::new(),
+    };
+    let (a, b) = tokio::join!(engine::reconcile(&spec, &inputs), engine::reconcile(&spec, &inputs));
+    assert!(a.succeeded(), "{:?}", a.failure());
+    assert!(b.succeeded(), "{:?}", b.failure());
+    // Between them, each database was created and migrated exactly once.
+    let all: Vec<&str> = a.changes.iter().chain(&b.changes).map(|c| c.reason).collect();
+    assert_eq!(all.iter().filter(|r| **r == "DatabaseCreated").count(), 2, "{all:?}");
+    assert_eq!(all.iter().filter(|r| **r == "MigrationsApplied").count(), 2, "{all:?}");
+
+    // Whichever published last, the next reconcile with its passwords settles it.
+    let settle = Inputs { kept_passwords: b.passwords.clone(), ..inputs.clone() };
+    let next = engine::reconcile(&spec, &settle).await;
+    assert!(next.succeeded(), "{:?}", next.failure());
+    let again = engine::reconcile(&spec, &Inputs { kept_passwords: next.passwords.clone(), ..inputs }).await;
+    assert_eq!(again.changes, [], "converged");
+}
