@@ -6,21 +6,30 @@ source "$(dirname "$0")/lib.sh"
 
 "$ROOT/scripts/deps.sh"
 
-PGURL="postgres://postgres@127.0.0.1:5432"
-step "creating databases"
-for db in orderflow_orders orderflow_delivery; do
-  if [ "$(psql "$PGURL/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" = "1" ]; then
-    ok "$db exists"
-  else
-    psql "$PGURL/postgres" -qc "CREATE DATABASE $db" && ok "$db created"
-  fi
-done
-
-step "building the services (cargo build; the first build takes a few minutes)"
+step "building the services and the controller (cargo build; the first build takes a few minutes)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
-cargo build --quiet --bin order-service --bin delivery-service --bin orderflow
+cargo build --quiet --bin order-service --bin delivery-service --bin orderflow --bin orderflow-controller
 BIN="$CARGO_TARGET_DIR/debug"
 ok "built into $BIN"
+
+# The queues and databases are the controller's job, here as in a cluster: one
+# reconcile of k8s/examples/local.yaml creates (or adopts, or repairs) them and
+# prints the ConfigMap and Secrets the services read. The generated database
+# passwords are kept in a state file, so every run publishes the same ones.
+step "provisioning queues and databases (orderflow-controller reconcile-once --file k8s/examples/local.yaml)"
+PIPELINE_DIR="$RUN_DIR/pipeline"
+if ! "$BIN/orderflow-controller" reconcile-once --file "$ROOT/k8s/examples/local.yaml" \
+  --state "$STATE_DIR/local-pipeline.state" --env-dir "$PIPELINE_DIR" >"$RUN_DIR/pipeline.yaml"; then
+  die "the controller could not reconcile k8s/examples/local.yaml (see above)"
+fi
+ok "published config in $RUN_DIR/pipeline.yaml"
+# What envFrom would give the pods: the ConfigMap for both, a Secret each.
+set -a
+# shellcheck disable=SC1091
+source "$PIPELINE_DIR/demo-config.env"
+set +a
+ORDERS_DATABASE_URL=$(. "$PIPELINE_DIR/demo-orders-db.env" && echo "$DATABASE_URL")
+DELIVERY_DATABASE_URL=$(. "$PIPELINE_DIR/demo-delivery-db.env" && echo "$DATABASE_URL")
 
 KEY="$STATE_DIR/dev-jwt-signing-key.pem"
 if [ ! -f "$KEY" ]; then
@@ -30,7 +39,9 @@ if [ ! -f "$KEY" ]; then
 fi
 
 # Shared settings of the local services (see the README's configuration table).
-export SQS_ENDPOINT_URL="http://127.0.0.1:$SQS_PORT" SQS_CREATE_QUEUES=true AWS_REGION=us-east-1
+# The schema is the controller's: the services do not migrate, as in a cluster.
+unset SQS_CREATE_QUEUES
+export DATABASE_MIGRATE=false
 export REDIS_URL=redis://127.0.0.1:6379 LOG_FORMAT=json RUST_LOG="${RUST_LOG:-info,sqlx=warn,aws_config=warn}"
 
 start_service() {
@@ -55,11 +66,11 @@ start_service() {
   die "$name did not become ready within 30s"
 }
 
-start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$PGURL/orderflow_orders" JWT_PRIVATE_KEY_FILE="$KEY"
-start_service delivery-service 8081 HTTP_ADDR=127.0.0.1:8081 DATABASE_URL="$PGURL/orderflow_delivery"
+start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$ORDERS_DATABASE_URL" JWT_PRIVATE_KEY_FILE="$KEY"
+start_service delivery-service 8081 HTTP_ADDR=127.0.0.1:8081 DATABASE_URL="$DELIVERY_DATABASE_URL"
 
 step "registering the demo client (id demo, secret demo-secret; development only)"
-DATABASE_URL="$PGURL/orderflow_orders" JWT_PRIVATE_KEY_FILE="$KEY" LOG_FORMAT=pretty RUST_LOG=warn \
+DATABASE_URL="$ORDERS_DATABASE_URL" JWT_PRIVATE_KEY_FILE="$KEY" LOG_FORMAT=pretty RUST_LOG=warn \
   ORDERFLOW_NEW_CLIENT_SECRET=demo-secret "$BIN/order-service" clients create --client-id demo \
   --customer-id 01900000-0000-7000-8000-00000000d3a0 --scope "orders:read orders:write" --replace >/dev/null
 ok "client demo registered"

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
+mod controller;
 mod observability;
 mod schema;
 mod traces;

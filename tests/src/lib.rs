@@ -26,7 +26,7 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Starts `binary` with `args` and `env` and waits until it is ready.
-async fn start(binary: &str, args: &[&str], env: Vec<(String, String)>, log_level: &str) -> Service {
+pub async fn start(binary: &str, args: &[&str], env: Vec<(String, String)>, log_level: &str) -> Service {
     let service = Spawn::new(bin(binary), env).args(args).log_level(log_level).start().await;
     service.wait_ready(Duration::from_secs(30)).await;
     service

@@ -1,0 +1,27 @@
+//! orderflow-controller: makes the SQS queues and PostgreSQL databases of an
+//! `OrderPipeline` resource real, publishes the services' configuration and
+//! reports status (see docs/CONTROLLER.md).
+//!
+//! The decisions are Kubernetes-free and pure ([`plan`]: observed state in,
+//! actions out); [`engine`] observes and acts on SQS ([`sqs`]) and PostgreSQL
+//! ([`postgres`]) with them; [`controller`] is the thin kube-rs glue
+//! (finalizer, error policy, server-side apply, Events) and [`run`] the
+//! in-cluster process (leader election, health, metrics); [`once`] is the
+//! cluster-less `reconcile-once`. [`resource`] holds the CRD types,
+//! [`validate`] the spec checks.
+
+pub mod controller;
+pub mod engine;
+pub mod metrics;
+pub mod once;
+pub mod plan;
+pub mod postgres;
+pub mod refs;
+pub mod resource;
+pub mod run;
+pub mod scram;
+pub mod sqs;
+pub mod testing;
+pub mod validate;
+
+pub use resource::{OrderPipeline, OrderPipelineSpec, OrderPipelineStatus, crd_yaml};

@@ -1,0 +1,351 @@
+//! Fixtures of the controller's integration tests: a mocked Kubernetes API
+//! server that plays a script (each expected request is asserted and
+//! answered; a request that never comes fails the test after a timeout, and so
+//! does one nobody expected), pipelines with unique names, and a guard that
+//! deletes the queues, databases and roles a test made, whatever happened.
+//!
+//! SQS and PostgreSQL are the real ones (the emulator on 127.0.0.1:9324 and
+//! the local server); only the Kubernetes API is mocked.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
+use kube::{Client, Resource, client::Body, runtime::events::Reporter};
+use orderflow_controller::{
+    OrderPipeline, OrderPipelineSpec, OrderPipelineStatus, controller::Context, resource::FINALIZER, testing,
+};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use tokio::task::JoinHandle;
+use tower_test::mock::{self, Handle};
+
+pub const NAMESPACE: &str = "orderflow-test";
+/// How long the mock API server waits for each expected request.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A tag for names: starts with a letter, lower-case letters and digits.
+pub fn tag() -> String {
+    format!("t{}", testkit::unique_tag())
+}
+
+/// A pipeline named after `tag`, as the API server would hand it out.
+pub fn pipeline(tag: &str, spec: OrderPipelineSpec) -> OrderPipeline {
+    let mut p = OrderPipeline::new(&format!("p{tag}"), spec);
+    p.meta_mut().namespace = Some(NAMESPACE.into());
+    p.meta_mut().uid = Some(format!("uid-{tag}"));
+    p.meta_mut().generation = Some(1);
+    p.meta_mut().resource_version = Some("1".into());
+    p
+}
+
+/// `pipeline` with the controller's finalizer.
+pub fn finalized(mut p: OrderPipeline) -> OrderPipeline {
+    p.meta_mut().finalizers = Some(vec![FINALIZER.into()]);
+    p
+}
+
+/// `pipeline` being deleted.
+pub fn deleting(mut p: OrderPipeline) -> OrderPipeline {
+    p.meta_mut().deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    p
+}
+
+/// The admin Secret for the local PostgreSQL (trust authentication).
+pub fn admin_secret() -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(testing::ADMIN_SECRET.into()),
+            namespace: Some(NAMESPACE.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([
+            ("username".into(), ByteString(b"postgres".to_vec())),
+            ("password".into(), ByteString(Vec::new())),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// A reconciler context on a mocked API server.
+pub fn context() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, NAMESPACE);
+    let reporter = Reporter { controller: "orderflow-controller".into(), instance: Some("test".into()) };
+    (Context::new(client, reporter, Duration::from_secs(300)), ApiServer(handle))
+}
+
+pub fn pipeline_path(p: &OrderPipeline) -> String {
+    format!(
+        "/apis/orderflow.dev/v1alpha1/namespaces/{NAMESPACE}/orderpipelines/{}",
+        p.metadata.name.as_deref().unwrap()
+    )
+}
+
+pub fn secret_path(name: &str) -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
+}
+
+pub fn config_map_path(name: &str) -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/configmaps/{name}")
+}
+
+type Check = Box<dyn FnOnce(&Value) + Send>;
+
+/// One request the controller is expected to make, and the answer.
+pub enum Step {
+    /// `GET path`; `None` answers 404.
+    Get { path: String, reply: Option<Value> },
+    /// `GET path`, answered with what an earlier `Apply` of this script wrote there.
+    GetApplied { path: String },
+    /// Server-side apply (`PATCH` with `fieldManager=orderflow-controller&force=true`)
+    /// of a ConfigMap or Secret; the body is checked and echoed.
+    Apply { path: String, check: Check },
+    /// Server-side apply of `pipeline`'s status; answers the pipeline with that status.
+    ApplyStatus { pipeline: Box<OrderPipeline>, check: Check },
+    /// A JSON patch of the pipeline (the finalizer); answers `reply`.
+    JsonPatch { path: String, check: Check, reply: Box<OrderPipeline> },
+    /// An Event (`POST`, or `PATCH` of a repeated one) of this type and reason.
+    Event { type_: &'static str, reason: String },
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Get { path, .. } | Step::GetApplied { path } => write!(f, "GET {path}"),
+            Step::Apply { path, .. } => write!(f, "PATCH (apply) {path}"),
+            Step::ApplyStatus { pipeline, .. } => write!(f, "PATCH (apply) {}/status", pipeline_path(pipeline)),
+            Step::JsonPatch { path, .. } => write!(f, "PATCH (json) {path}"),
+            Step::Event { type_, reason } => write!(f, "{type_} Event {reason}"),
+        }
+    }
+}
+
+/// Events of type Normal with these reasons, in order.
+pub fn events(reasons: &[&str]) -> Vec<Step> {
+    reasons.iter().map(|r| Step::Event { type_: "Normal", reason: (*r).to_owned() }).collect()
+}
+
+pub fn warning(reason: &str) -> Step {
+    Step::Event { type_: "Warning", reason: reason.to_owned() }
+}
+
+/// A request the script saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub body: Value,
+}
+
+/// The mocked API server.
+pub struct ApiServer(Handle<Request<Body>, Response<Body>>);
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{path} not found"), "reason": "NotFound", "code": 404}),
+    )
+}
+
+impl ApiServer {
+    /// Plays `steps` in order, then fails on any further request (seen once
+    /// the reconciler's client is dropped). Returns what it saw.
+    pub fn run(self, steps: Vec<Step>) -> JoinHandle<Vec<Seen>> {
+        let mut handle = self.0;
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for step in steps {
+                let (request, send) = tokio::time::timeout(STEP_TIMEOUT, handle.next_request())
+                    .await
+                    .unwrap_or_else(|_| panic!("no request within {STEP_TIMEOUT:?}; expected {step:?}"))
+                    .unwrap_or_else(|| panic!("the reconciler stopped calling the API; expected {step:?}"));
+                let method = request.method().clone();
+                let path = request.uri().path().to_owned();
+                let query = request.uri().query().unwrap_or_default().to_owned();
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+                let got = format!("{method} {path}");
+                match step {
+                    Step::Get { path: want, reply } => {
+                        assert_eq!(got, format!("GET {want}"), "expected GET {want}");
+                        send.send_response(match reply {
+                            Some(v) => json_response(StatusCode::OK, &v),
+                            None => not_found(&want),
+                        });
+                    }
+                    Step::GetApplied { path: want } => {
+                        assert_eq!(got, format!("GET {want}"), "expected GET {want}");
+                        let applied = seen.iter().rev().find(|s: &&Seen| s.method == Method::PATCH && s.path == want);
+                        send.send_response(match applied {
+                            Some(s) => json_response(StatusCode::OK, &s.body),
+                            None => not_found(&want),
+                        });
+                    }
+                    Step::Apply { path: want, check } => {
+                        assert_eq!(got, format!("PATCH {want}"), "expected a server-side apply of {want}");
+                        assert_ssa(&query);
+                        check(&body);
+                        send.send_response(json_response(StatusCode::OK, &body));
+                    }
+                    Step::ApplyStatus { pipeline, check } => {
+                        let want = format!("{}/status", pipeline_path(&pipeline));
+                        assert_eq!(got, format!("PATCH {want}"), "expected a server-side apply of the status");
+                        assert_ssa(&query);
+                        check(&body);
+                        let mut answer = *pipeline;
+                        answer.status = Some(serde_json::from_value(body["status"].clone()).expect("a valid status"));
+                        send.send_response(json_response(StatusCode::OK, &answer));
+                    }
+                    Step::JsonPatch { path: want, check, reply } => {
+                        assert_eq!(got, format!("PATCH {want}"), "expected a JSON patch of {want}");
+                        check(&body);
+                        send.send_response(json_response(StatusCode::OK, &reply));
+                    }
+                    Step::Event { type_, reason } => {
+                        let events = format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events");
+                        assert!(
+                            (method == Method::POST && path == events)
+                                || (method == Method::PATCH && path.starts_with(&format!("{events}/"))),
+                            "expected the {type_} Event {reason}, got {got}: {body}"
+                        );
+                        assert_eq!(
+                            (body["type"].as_str(), body["reason"].as_str()),
+                            (Some(type_), Some(reason.as_str())),
+                            "Event {}",
+                            body["note"]
+                        );
+                        send.send_response(json_response(StatusCode::OK, &body));
+                    }
+                }
+                seen.push(Seen { method, path, body });
+            }
+            if let Some((request, _)) = handle.next_request().await {
+                panic!("unexpected request after the script: {} {}", request.method(), request.uri());
+            }
+            seen
+        })
+    }
+}
+
+fn assert_ssa(query: &str) {
+    assert!(
+        query.contains("fieldManager=orderflow-controller") && query.contains("force=true"),
+        "server-side apply as orderflow-controller with force, got ?{query}"
+    );
+}
+
+/// Waits for the script to finish (the reconciler's client must be dropped by now).
+pub async fn finish(server: JoinHandle<Vec<Seen>>) -> Vec<Seen> {
+    match tokio::time::timeout(Duration::from_secs(60), server).await.expect("the mock API server finishes") {
+        Ok(seen) => seen,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The status a script's status apply carried.
+pub fn applied_status(seen: &[Seen]) -> OrderPipelineStatus {
+    let body = &seen.iter().rev().find(|s| s.path.ends_with("/status")).expect("a status write").body;
+    serde_json::from_value(body["status"].clone()).unwrap()
+}
+
+/// The conditions of a status as `(type, status, reason)`.
+pub fn conditions(status: &OrderPipelineStatus) -> Vec<(String, String, String)> {
+    status.conditions.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone())).collect()
+}
+
+/// The SQS client of the tests.
+pub async fn sqs() -> aws_sdk_sqs::Client {
+    messaging::connect(&messaging::SqsSettings::local(testkit::sqs_endpoint())).await
+}
+
+/// Every attribute of queue `name`, or `None` when it does not exist.
+pub async fn queue_attributes(name: &str) -> Option<BTreeMap<String, String>> {
+    let client = sqs().await;
+    let url = client.get_queue_url().queue_name(name).send().await.ok()?.queue_url?;
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    Some(out.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect())
+}
+
+/// The admin URL of the local PostgreSQL, on `database`.
+pub fn admin_url(database: &str) -> String {
+    let base =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    testkit::db::replace_database(&base, database)
+}
+
+pub async fn admin(database: &str) -> PgConnection {
+    PgConnection::connect(&admin_url(database)).await.expect("connect to the local PostgreSQL as postgres")
+}
+
+/// Deletes the queues, databases and roles of a spec when dropped.
+pub struct Cleanup {
+    queues: Vec<String>,
+    databases: Vec<(String, String)>,
+}
+
+impl Cleanup {
+    pub fn new(spec: &OrderPipelineSpec) -> Self {
+        let q = &spec.queues;
+        Self {
+            queues: [
+                &q.orders.name,
+                &q.orders.dead_letter.name,
+                &q.delivery_status.name,
+                &q.delivery_status.dead_letter.name,
+            ]
+            .map(String::clone)
+            .to_vec(),
+            databases: [&spec.databases.orders, &spec.databases.delivery]
+                .map(|d| (d.name.clone(), d.role.clone()))
+                .to_vec(),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (queues, databases) = (self.queues.clone(), self.databases.clone());
+        let cleanup = async move {
+            let client = sqs().await;
+            for name in queues {
+                if let Ok(out) = client.get_queue_url().queue_name(&name).send().await {
+                    let _ = client.delete_queue().set_queue_url(out.queue_url).send().await;
+                }
+            }
+            if let Ok(mut conn) = PgConnection::connect(&admin_url("postgres")).await {
+                for (db, role) in databases {
+                    let _ =
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")))
+                            .execute(&mut conn)
+                            .await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\"")))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        };
+        // From a Drop, with or without a runtime on this thread.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(cleanup)
+        })
+        .join();
+    }
+}
