@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/orderflow/target
 # thrash a 2-core machine.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help run stop test test-rust deps build lint fmt bench
+.PHONY: help run stop test test-rust test-k8s deps build lint fmt bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,8 +24,11 @@ deps: ## make sure PostgreSQL, Redis and the SQS emulator are installed and runn
 build: ## build every crate
 	cargo build --workspace --all-targets
 
-test: deps ## every test, on the real PostgreSQL, Redis and SQS emulator
+test: deps test-k8s ## every test, on the real PostgreSQL, Redis and SQS emulator
 	cargo test --workspace $(CARGO_TEST_FLAGS)
+
+test-k8s: ## offline checks of the Helm chart and Dockerfile (no cluster needed)
+	@scripts/test-k8s.sh
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all --check
