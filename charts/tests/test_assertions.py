@@ -340,3 +340,23 @@ def test_pod_identity_value_set_annotates_every_service_account():
         assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
     pipeline = by_kind(objects, "OrderPipeline")[0]["spec"]["sqs"]
     assert "endpoint" not in pipeline and "credentialsSecretRef" not in pipeline
+
+
+@pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
+def test_most_replicas_fit_the_postgresql_connection_budget(values_file):
+    """At full scale (each autoscaler at its maximum) the pools fit the budget the values declare."""
+    objects = render(values_file)
+    budget = load_values(values_file)["common"]["databaseConnectionBudget"]
+    most = {}
+    for scaler in objects:
+        if scaler["kind"] == "HorizontalPodAutoscaler":
+            most[scaler["spec"]["scaleTargetRef"]["name"]] = scaler["spec"]["maxReplicas"]
+        elif scaler["kind"] == "ScaledObject":
+            most[scaler["spec"]["scaleTargetRef"]["name"]] = scaler["spec"]["maxReplicaCount"]
+    total = 0
+    for deployment in by_kind(objects, "Deployment"):
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        if "DATABASE_MAX_CONNECTIONS" in env:
+            replicas = most.get(deployment["metadata"]["name"], deployment["spec"].get("replicas"))
+            total += replicas * int(env["DATABASE_MAX_CONNECTIONS"])
+    assert 0 < total <= budget, f"{total} connections at full scale, budget {budget}"

@@ -345,6 +345,23 @@ what to change. Included once, from the OrderPipeline template. */}}
 {{- if and $v.ingress.enabled (not $v.ingress.host) -}}
 {{- fail "ingress.enabled is true: set ingress.host to the host name clients use." -}}
 {{- end -}}
+{{- $budget := int $v.common.databaseConnectionBudget -}}
+{{- if gt $budget 0 -}}
+{{- $parts := list -}}
+{{- $total := 0 -}}
+{{- $deployments := list (list "orderApi" $v.orderApi true) (list "statusConsumer" $v.statusConsumer $v.statusConsumer.enabled) (list "deliveryService" $v.deliveryService true) -}}
+{{- range $deployments -}}
+{{- $c := index . 1 -}}
+{{- if index . 2 -}}
+{{- $most := ternary $c.autoscaling.maxReplicas $c.replicas $c.autoscaling.enabled | int -}}
+{{- $total = add $total (mul $most $c.databaseMaxConnections) -}}
+{{- $parts = append $parts (printf "%s %d x %d" (index . 0) $most (int $c.databaseMaxConnections)) -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (int $total) $budget -}}
+{{- fail (printf "the services could open %d PostgreSQL connections (%s; most replicas x databaseMaxConnections), above common.databaseConnectionBudget %d. Lower maxReplicas or databaseMaxConnections, or raise the budget with the server's max_connections." (int $total) (join " + " $parts) $budget) -}}
+{{- end -}}
+{{- end -}}
 {{- $queues := list $v.pipeline.spec.queues.orders.name $v.pipeline.spec.queues.orders.deadLetter.name $v.pipeline.spec.queues.deliveryStatus.name $v.pipeline.spec.queues.deliveryStatus.deadLetter.name -}}
 {{- if ne (len $queues) (len (uniq $queues)) -}}
 {{- fail (printf "pipeline.spec.queues names the same queue twice (%s): each queue and dead-letter queue needs its own name." (join ", " $queues)) -}}
