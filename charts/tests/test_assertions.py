@@ -302,7 +302,13 @@ def test_controller_rbac_is_namespaced_and_least_privilege(values_file):
     if not load_values(values_file)["controller"]["enabled"]:
         assert not by_kind(objects, "Role")
         return
-    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    # Nothing cluster-wide for the controller: no ClusterRoleBinding at all, and the only
+    # ClusterRoles are the aggregated ones for people, limited to OrderPipelines.
+    assert not by_kind(objects, "ClusterRoleBinding")
+    for cluster_role in by_kind(objects, "ClusterRole"):
+        labels = cluster_role["metadata"]["labels"]
+        assert any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in labels), cluster_role["metadata"]["name"]
+        assert {r for rule in cluster_role["rules"] for r in rule["resources"]} <= {"orderpipelines", "orderpipelines/status"}
     role = one(objects, "Role", CONTROLLER)
     granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"]
                for group in rule["apiGroups"] for resource in rule["resources"]}

@@ -9,6 +9,8 @@ import yaml
 
 from conftest import CHART, INVALID_VALUES, NAMESPACE, RELEASE, VALUE_SET_IDS, VALUE_SETS, helm, render, values_args
 
+CLUSTER_SCOPED = {"ClusterRole"}
+
 
 @pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
 def test_lint_strict(values_file):
@@ -24,7 +26,11 @@ def test_template_renders_named_objects(values_file):
     assert len(keys) == len(set(keys)), f"two objects share a kind and name: {sorted(keys)}"
     for o in objects:
         assert o["metadata"]["name"].startswith(RELEASE), f"{o['kind']} {o['metadata']['name']} lacks the release prefix"
-        assert o["metadata"].get("namespace") == NAMESPACE, f"{o['kind']} {o['metadata']['name']} has no namespace"
+        if o["kind"] in CLUSTER_SCOPED:
+            # Cluster-wide names must not collide between releases in different namespaces.
+            assert NAMESPACE in o["metadata"]["name"] and "namespace" not in o["metadata"]
+        else:
+            assert o["metadata"].get("namespace") == NAMESPACE, f"{o['kind']} {o['metadata']['name']} has no namespace"
         labels = o["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/instance") == RELEASE, f"{o['kind']} {o['metadata']['name']} lacks labels"
 
