@@ -166,6 +166,8 @@ def test_each_scaledobject_watches_the_queue_its_deployment_consumes(values_file
     sqs = values["pipeline"]["spec"]["sqs"]
     for obj in scaled:
         target = obj["spec"]["scaleTargetRef"]["name"]
+        # KEDA names its HPA itself (keda-hpa-<name>): no clash with the HPA of keda.enabled=false.
+        assert "name" not in obj["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
         [trigger] = obj["spec"]["triggers"]
         assert trigger["type"] == "aws-sqs-queue"
         meta = trigger["metadata"]

@@ -28,8 +28,9 @@ spec:
   pollingInterval: {{ $root.Values.keda.pollingInterval }}
   cooldownPeriod: {{ $root.Values.keda.cooldownPeriod }}
   advanced:
+    # The HPA KEDA manages keeps KEDA's own name (keda-hpa-<name>), so switching from
+    # keda.enabled=false (an HPA named like the Deployment) never collides with it.
     horizontalPodAutoscalerConfig:
-      name: {{ $name }}
       behavior:
         # Remove pods slowly: a consumer stopping releases what it has not started and
         # finishes its batch, but a queue that drains in bursts should not flap.
