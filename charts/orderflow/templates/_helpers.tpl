@@ -135,6 +135,31 @@ http). (dict "url" U "default" N) returns N for an empty URL. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* orderflow.dnsEgress: a NetworkPolicy egress rule to cluster DNS (networkPolicy.dns), UDP and TCP 53. */}}
+{{- define "orderflow.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        {{- toYaml .Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
+      podSelector:
+        {{- toYaml .Values.networkPolicy.dns.podSelector | nindent 8 }}
+  ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+{{- end -}}
+
+{{/* orderflow.egressRule: egress on some TCP ports, to the given peers or, with none, anywhere.
+(dict "to" PEERS "ports" PORTS) */}}
+{{- define "orderflow.egressRule" -}}
+- ports:
+    {{- range .ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
 {{/* orderflow.podSecurityContext: every pod runs as the images' numeric non-root user with
 the runtime's default seccomp profile. */}}
 {{- define "orderflow.podSecurityContext" -}}
@@ -232,7 +257,7 @@ topologySpreadConstraints:
 {{- end }}
 {{- end -}}
 
-{{/* orderflow.podMetadataAnnotations: Prometheus scrape annotations (metrics.podAnnotations)
+{{/* orderflow.podAnnotations: Prometheus scrape annotations (metrics.podAnnotations)
 plus the component's own. (dict "root" $ "port" P "values" COMPONENT_VALUES) */}}
 {{- define "orderflow.podAnnotations" -}}
 {{- if .root.Values.metrics.podAnnotations }}
@@ -322,7 +347,7 @@ checkov.io/skip3: CKV_K8S_15=IfNotPresent is right for immutable release tags; s
 {{- end -}}
 
 {{/* orderflow.validate: combinations the schema cannot express, failed with a message that says
-what to change. Included once, from the OrderPipeline template. */}}
+what to change. Included once, from order-api.yaml (always rendered). */}}
 {{- define "orderflow.validate" -}}
 {{- $v := .Values -}}
 {{- if and $v.deliveryService.autoscaling.enabled (eq (int $v.deliveryService.autoscaling.minReplicas) 0) -}}
