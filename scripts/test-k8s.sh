@@ -8,6 +8,8 @@ source "$(dirname "$0")/lib.sh"
 
 eval "$("$ROOT/scripts/k8s-tools.sh" --env)"
 export HELM
+# No __pycache__ in the clone.
+export PYTHONDONTWRITEBYTECODE=1
 step "chart checks (helm $("$HELM" version --short), $("$VENV/bin/python" -m pytest --version 2>&1))"
 cd "$ROOT/charts/tests"
 exec "$VENV/bin/python" -m pytest "$@"
