@@ -2,7 +2,7 @@
 //! payloads of the events the services exchange (`order-created`,
 //! `order-shipped`, `order-delivered`).
 //!
-//! This crate is the wire contract of `../shared/API.md` ("Queue messages") and
+//! This crate is the wire contract of `docs/API.md` ("Queue messages") and
 //! nothing else: it knows no queue, database or HTTP framework, so both services
 //! and any future consumer can depend on it cheaply. Decoding is strict: an
 //! unknown event type or schema version is an error the caller must route to the

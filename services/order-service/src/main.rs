@@ -100,8 +100,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Clients(ClientsCommand::Create { customer_id, scope, client_id, client_secret, replace }) => {
             let pool = database_only()?.pool()?;
+            let chosen = client_secret.is_some();
             let created = auth::clients::create(&pool, customer_id, &scope, client_id, client_secret, replace).await?;
-            println!("{}", serde_json::to_string_pretty(&created)?);
+            let mut shown = serde_json::to_value(&created)?;
+            if chosen {
+                // The caller already has the secret it chose: never echo it into a log.
+                shown.as_object_mut().expect("a client is an object").remove("client_secret");
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         Command::Serve | Command::StatusConsumer => {
             let role = if matches!(command, Command::Serve) { Role::Api } else { Role::StatusConsumer };

@@ -49,6 +49,20 @@ async fn clients_create_needs_only_the_database_prints_the_secret_once_and_store
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // A secret the caller chose is not echoed back (it would land in job logs).
+    let chosen = order_service()
+        .env_clear()
+        .args(["clients", "create", "--customer-id", &customer.to_string(), "--client-id", "chosen-secret"])
+        .env("DATABASE_URL", &app.db.url)
+        .env("ORDERFLOW_NEW_CLIENT_SECRET", "a-chosen-secret-9f2c")
+        .output()
+        .unwrap();
+    assert!(chosen.status.success(), "{}", String::from_utf8_lossy(&chosen.stderr));
+    let shown: Value = serde_json::from_slice(&chosen.stdout).unwrap();
+    assert_eq!(shown["client_id"], "chosen-secret");
+    assert!(shown.get("client_secret").is_none(), "{shown}");
+    assert!(!String::from_utf8_lossy(&chosen.stdout).contains("a-chosen-secret-9f2c"));
 }
 
 #[test]

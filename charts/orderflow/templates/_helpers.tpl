@@ -1,0 +1,394 @@
+{{/*
+Helpers shared by every template: names, labels, images, the pipeline's published
+names, pod and container security, probes, scheduling, and the checks that fail
+an install with a clear message when values contradict each other.
+*/}}
+
+{{/* orderflow.name: the chart name, or nameOverride. */}}
+{{- define "orderflow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* orderflow.fullname: prefix of every resource name: the release name, plus the chart
+name unless the release name already contains it; fullnameOverride replaces both.
+Kept to 40 characters so that "<fullname>-delivery-service-<hash>" fits in 63. */}}
+{{- define "orderflow.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.componentName: "<fullname>-<component>", the name of a component's objects.
+Call with (dict "root" $ "component" "order-api"). */}}
+{{- define "orderflow.componentName" -}}
+{{- printf "%s-%s" (include "orderflow.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* orderflow.chart: chart name and version, for the helm.sh/chart label. */}}
+{{- define "orderflow.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* orderflow.selectorLabels: the labels a component's Service, PDB, NetworkPolicy and
+spread constraints select on; never changes between upgrades. (dict "root" $ "component" C) */}}
+{{- define "orderflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "orderflow.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* orderflow.labels: the standard labels of every object; component is optional. */}}
+{{- define "orderflow.labels" -}}
+helm.sh/chart: {{ include "orderflow.chart" .root }}
+{{- if .component }}
+{{ include "orderflow.selectorLabels" . }}
+{{- else }}
+app.kubernetes.io/name: {{ include "orderflow.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: orderflow
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* orderflow.image: "<registry>/<repository>:<tag>" (or "@<digest>"), tag defaulting to
+the chart's appVersion. (dict "root" $ "repository" R) */}}
+{{- define "orderflow.image" -}}
+{{- $img := .root.Values.image -}}
+{{- if $img.digest -}}
+{{- printf "%s/%s@%s" $img.registry .repository $img.digest -}}
+{{- else -}}
+{{- printf "%s/%s:%s" $img.registry .repository (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.serviceAccountName: a component's ServiceAccount. (dict "root" $ "component" C "sa" VALUES) */}}
+{{- define "orderflow.serviceAccountName" -}}
+{{- if .sa.create -}}
+{{- default (include "orderflow.componentName" .) .sa.name -}}
+{{- else -}}
+{{- default "default" .sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.pipelineName: the OrderPipeline's name, which prefixes what the controller publishes. */}}
+{{- define "orderflow.pipelineName" -}}
+{{- default (include "orderflow.fullname" .) .Values.pipeline.name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* orderflow.pipelineConfigMap / ordersDbSecret / deliveryDbSecret: the names the controller
+publishes (API contract: <pipeline>-config, <pipeline>-orders-db, <pipeline>-delivery-db). */}}
+{{- define "orderflow.pipelineConfigMap" -}}
+{{- printf "%s-config" (include "orderflow.pipelineName" .) -}}
+{{- end -}}
+{{- define "orderflow.ordersDbSecret" -}}
+{{- printf "%s-orders-db" (include "orderflow.pipelineName" .) -}}
+{{- end -}}
+{{- define "orderflow.deliveryDbSecret" -}}
+{{- printf "%s-delivery-db" (include "orderflow.pipelineName" .) -}}
+{{- end -}}
+
+{{/* orderflow.jwtSecretName: the Secret holding the JWT signing key bundle. */}}
+{{- define "orderflow.jwtSecretName" -}}
+{{- default (printf "%s-jwt" (include "orderflow.fullname" .)) .Values.jwt.existingSecret -}}
+{{- end -}}
+
+{{/* orderflow.queueUrl: the URL KEDA polls for a queue name. KEDA reads the queue name from
+the URL's path (/<account>/<name>), so it is a full URL: the endpoint's for ElasticMQ or an
+emulator, AWS's regional one otherwise. (dict "root" $ "queue" NAME) */}}
+{{- define "orderflow.queueUrl" -}}
+{{- $sqs := .root.Values.pipeline.spec.sqs -}}
+{{- if $sqs.endpoint -}}
+{{- printf "%s/%s/%s" (trimSuffix "/" $sqs.endpoint) .root.Values.keda.awsAccountId .queue -}}
+{{- else -}}
+{{- printf "https://sqs.%s.amazonaws.com/%s/%s" $sqs.region .root.Values.keda.awsAccountId .queue -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.urlPort: the port of a URL (its explicit port, else 443 for https, 80 for
+http). (dict "url" U "default" N) returns N for an empty URL. */}}
+{{- define "orderflow.urlPort" -}}
+{{- if not .url -}}
+{{- .default -}}
+{{- else -}}
+{{- $u := urlParse .url -}}
+{{- $hostPort := splitList ":" $u.host -}}
+{{- if gt (len $hostPort) 1 -}}
+{{- last $hostPort -}}
+{{- else if eq $u.scheme "https" -}}
+443
+{{- else if eq $u.scheme "http" -}}
+80
+{{- else -}}
+{{- .default -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.dnsEgress: a NetworkPolicy egress rule to cluster DNS (networkPolicy.dns), UDP and TCP 53. */}}
+{{- define "orderflow.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        {{- toYaml .Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
+      podSelector:
+        {{- toYaml .Values.networkPolicy.dns.podSelector | nindent 8 }}
+  ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+{{- end -}}
+
+{{/* orderflow.egressRule: egress on some TCP ports, to the given peers or, with none, anywhere.
+(dict "to" PEERS "ports" PORTS) */}}
+{{- define "orderflow.egressRule" -}}
+- ports:
+    {{- range .ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* orderflow.podSecurityContext: every pod runs as the images' numeric non-root user with
+the runtime's default seccomp profile. */}}
+{{- define "orderflow.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.runAsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* orderflow.containerSecurityContext: every container: no privilege escalation, no
+capabilities, read-only root filesystem, non-root, RuntimeDefault seccomp. */}}
+{{- define "orderflow.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* orderflow.probes: startup, liveness and readiness probes on the binaries' health
+endpoints (/healthz alive, /readyz ready: 503 without PostgreSQL or while shutting down).
+The startup probe allows 60 s (a cold pool, a slow PostgreSQL) before liveness applies. */}}
+{{- define "orderflow.probes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 2
+  failureThreshold: 30
+  timeoutSeconds: 2
+livenessProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 10
+  failureThreshold: 3
+  timeoutSeconds: 2
+readinessProbe:
+  httpGet: {path: /readyz, port: http}
+  periodSeconds: 5
+  failureThreshold: 2
+  timeoutSeconds: 2
+{{- end -}}
+
+{{/* orderflow.lifecycle: a preStop pause (the images have no shell: the kubelet's sleep
+action) so Services and the ingress stop routing before SIGTERM. */}}
+{{- define "orderflow.lifecycle" -}}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ .Values.common.preStopSleepSeconds }}
+{{- end -}}
+
+{{/* orderflow.terminationGracePeriod: preStop pause + SHUTDOWN_TIMEOUT + 10 s margin, so the
+kubelet never kills a process that is still draining within its own timeout. */}}
+{{- define "orderflow.terminationGracePeriod" -}}
+{{- add .Values.common.preStopSleepSeconds .Values.common.shutdownTimeoutSeconds 10 -}}
+{{- end -}}
+
+{{/* orderflow.scheduling: node selector, affinity, tolerations, priority and topology
+spread of a component's pods. (dict "root" $ "component" C "values" COMPONENT_VALUES) */}}
+{{- define "orderflow.scheduling" -}}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml .values.topologySpreadConstraints | nindent 2 }}
+{{- else if .root.Values.scheduling.topologySpread }}
+topologySpreadConstraints:
+  {{- range list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+  - maxSkew: 1
+    topologyKey: {{ . }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "orderflow.selectorLabels" $ | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* orderflow.podAnnotations: Prometheus scrape annotations (metrics.podAnnotations)
+plus the component's own. (dict "root" $ "port" P "values" COMPONENT_VALUES) */}}
+{{- define "orderflow.podAnnotations" -}}
+{{- if .root.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* orderflow.commonEnv: environment every orderflow service container shares. (dict "root" $ "port" P "rustLog" L) */}}
+{{- define "orderflow.commonEnv" -}}
+- name: HTTP_ADDR
+  value: "0.0.0.0:{{ .port }}"
+- name: LOG_FORMAT
+  value: {{ .root.Values.common.logFormat | quote }}
+- name: RUST_LOG
+  value: {{ .rustLog | quote }}
+- name: SHUTDOWN_TIMEOUT
+  value: "{{ .root.Values.common.shutdownTimeoutSeconds }}s"
+{{- with .root.Values.otel.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $.root.Values.otel.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $.root.Values.otel.samplerRatio | quote }}
+{{- end }}
+{{- range $name, $value := .root.Values.common.env }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* orderflow.extraEnv: a component's own extra variables (name: value map). */}}
+{{- define "orderflow.extraEnv" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* orderflow.pipelineEnvFrom: what the controller publishes for the services, plus the SQS
+credentials Secret when the pipeline names one. (dict "root" $ "dbSecret" NAME) */}}
+{{- define "orderflow.pipelineEnvFrom" -}}
+- configMapRef:
+    name: {{ include "orderflow.pipelineConfigMap" .root }}
+- secretRef:
+    name: {{ .dbSecret }}
+{{- with .root.Values.pipeline.spec.sqs.credentialsSecretRef.name }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* orderflow.jwtVolume / jwtMount / jwtEnv: the signing key bundle as a read-only file
+(JWT_PRIVATE_KEY_FILE), never an environment variable. */}}
+{{- define "orderflow.jwtVolume" -}}
+- name: jwt
+  secret:
+    secretName: {{ include "orderflow.jwtSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.jwt.secretKey }}
+        path: jwt.pem
+{{- end -}}
+{{- define "orderflow.jwtMount" -}}
+- name: jwt
+  mountPath: /etc/orderflow/jwt
+  readOnly: true
+{{- end -}}
+{{- define "orderflow.jwtEnv" -}}
+- name: JWT_PRIVATE_KEY_FILE
+  value: /etc/orderflow/jwt/jwt.pem
+{{- end -}}
+
+{{/* orderflow.checkovSkips: checkov.io/skip annotations shared by every orderflow
+Deployment; each names the check and why it does not apply (see docs/KUBERNETES.md). */}}
+{{- define "orderflow.checkovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=Images are pinned by tag per release; set image.digest to pin by digest
+checkov.io/skip2: CKV_K8S_35=The services read DATABASE_URL only from the environment; the Secret comes from the controller
+checkov.io/skip3: CKV_K8S_15=IfNotPresent is right for immutable release tags; set image.pullPolicy to Always for mutable ones
+{{- end -}}
+
+{{/* orderflow.validate: combinations the schema cannot express, failed with a message that says
+what to change. Included once, from order-api.yaml (always rendered). */}}
+{{- define "orderflow.validate" -}}
+{{- $v := .Values -}}
+{{- if and $v.deliveryService.autoscaling.enabled (eq (int $v.deliveryService.autoscaling.minReplicas) 0) -}}
+{{- fail "deliveryService.autoscaling.minReplicas is 0, but the delivery-service cannot scale to zero: its pods also run the shipment scheduler and the outbox relay, which must run while the orders queue is empty. Use 1 or more (statusConsumer can scale to zero)." -}}
+{{- end -}}
+{{- if and (not $v.keda.enabled) $v.statusConsumer.enabled $v.statusConsumer.autoscaling.enabled (eq (int $v.statusConsumer.autoscaling.minReplicas) 0) -}}
+{{- fail "statusConsumer.autoscaling.minReplicas is 0 but keda.enabled is false: a CPU HorizontalPodAutoscaler cannot scale from zero. Enable KEDA or use minReplicas 1." -}}
+{{- end -}}
+{{- range $name, $c := dict "orderApi" $v.orderApi "statusConsumer" $v.statusConsumer "deliveryService" $v.deliveryService -}}
+{{- if and $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
+{{- fail (printf "%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)." $name $c.autoscaling.minReplicas $c.autoscaling.maxReplicas) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $v.pipeline.spec.sqs.endpoint) (eq (toString $v.keda.awsAccountId) "000000000000") $v.keda.enabled -}}
+{{- fail "pipeline.spec.sqs.endpoint is empty (AWS SQS), so keda.awsAccountId must be your AWS account id: KEDA polls https://sqs.<region>.amazonaws.com/<account>/<queue>." -}}
+{{- end -}}
+{{- if and (not $v.pipeline.create) (not $v.pipeline.name) -}}
+{{- fail "pipeline.create is false: set pipeline.name to the existing OrderPipeline whose ConfigMap and Secrets the services read." -}}
+{{- end -}}
+{{- if and $v.ingress.enabled (not $v.ingress.host) -}}
+{{- fail "ingress.enabled is true: set ingress.host to the host name clients use." -}}
+{{- end -}}
+{{- $budget := int $v.common.databaseConnectionBudget -}}
+{{- if gt $budget 0 -}}
+{{- $parts := list -}}
+{{- $total := 0 -}}
+{{- $deployments := list (list "orderApi" $v.orderApi true) (list "statusConsumer" $v.statusConsumer $v.statusConsumer.enabled) (list "deliveryService" $v.deliveryService true) -}}
+{{- range $deployments -}}
+{{- $c := index . 1 -}}
+{{- if index . 2 -}}
+{{- $most := ternary $c.autoscaling.maxReplicas $c.replicas $c.autoscaling.enabled | int -}}
+{{- $total = add $total (mul $most $c.databaseMaxConnections) -}}
+{{- $parts = append $parts (printf "%s %d x %d" (index . 0) $most (int $c.databaseMaxConnections)) -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (int $total) $budget -}}
+{{- fail (printf "the services could open %d PostgreSQL connections (%s; most replicas x databaseMaxConnections), above common.databaseConnectionBudget %d. Lower maxReplicas or databaseMaxConnections, or raise the budget with the server's max_connections." (int $total) (join " + " $parts) $budget) -}}
+{{- end -}}
+{{- end -}}
+{{- $queues := list $v.pipeline.spec.queues.orders.name $v.pipeline.spec.queues.orders.deadLetter.name $v.pipeline.spec.queues.deliveryStatus.name $v.pipeline.spec.queues.deliveryStatus.deadLetter.name -}}
+{{- if ne (len $queues) (len (uniq $queues)) -}}
+{{- fail (printf "pipeline.spec.queues names the same queue twice (%s): each queue and dead-letter queue needs its own name." (join ", " $queues)) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,125 @@
+"""Monitoring as shipped: the alerts an operator acts on, each linked to its runbook
+entry; the Grafana dashboard as a sidecar-labelled ConfigMap; the ServiceMonitor
+finding every metrics Service; and every query naming only metrics the services
+export (README "Metrics" table) or kube-state-metrics provides.
+"""
+
+import json
+import re
+
+import pytest
+
+from conftest import ROOT, VALUE_SETS, by_kind, load_values, one, render
+
+TLS_SET = next(p for p in VALUE_SETS if p and p.stem == "ingress-tls-values")
+# Alert -> README runbook anchor (the runbook entries are headings "Runbook: ...").
+RUNBOOKS = {
+    "OrderflowDeadLetterQueueNotEmpty": "runbook-dead-letter-queue-not-empty",
+    "OrderflowOutboxBacklogGrowing": "runbook-outbox-backlog-growing",
+    "OrderflowConsumerLagAboveTarget": "runbook-consumer-lag-above-target",
+    "OrderflowHttp5xxRate": "runbook-http-5xx-rate",
+    "OrderflowDependencyDown": "runbook-dependency-down",
+}
+KUBE_STATE_METRICS = {"kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
+
+
+def exported_metrics():
+    """Metric names in the first cells of the README's metrics table ("**Metrics.**")."""
+    section = (ROOT / "README.md").read_text().split("**Metrics.**", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(section) if line.startswith("|"))
+    names = set()
+    for line in section[start:]:
+        if not line.startswith("|"):
+            break
+        names |= set(re.findall(r"`([a-z_]+)(?:\{[^}]*\})?`", line.split("|")[1]))
+    assert {"http_server_requests_total", "sqs_queue_messages", "outbox_backlog", "dependency_up"} <= names
+    return names
+
+
+def metrics_in(expr):
+    names = set()
+    for name in re.findall(r"\b([a-z_][a-z0-9_]*)\s*\{", expr):
+        names.add(re.sub(r"_(bucket|sum|count)$", "", name) if name.endswith(("_bucket", "_sum", "_count")) else name)
+    return names
+
+
+def rules():
+    rule = one(render(TLS_SET), "PrometheusRule", "shop-orderflow")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_alerts_are_the_ones_an_operator_acts_on_and_link_their_runbook():
+    values = load_values(TLS_SET)
+    alerts = {r["alert"]: r for r in rules()}
+    assert set(alerts) == set(RUNBOOKS)
+    for name, rule in alerts.items():
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        assert rule["annotations"]["runbook_url"] == f"{values['metrics']['prometheusRule']['runbookUrl']}#{RUNBOOKS[name]}"
+        assert rule["annotations"]["summary"] and rule["for"], name
+        assert 'namespace="orderflow"' in rule["expr"], f"{name} must only see this release's namespace"
+
+
+def test_queue_alerts_name_the_pipelines_queues():
+    spec = by_kind(render(TLS_SET), "OrderPipeline")[0]["spec"]["queues"]
+    alerts = {r["alert"]: r["expr"] for r in rules()}
+
+    def queues_matched(expr):
+        [pattern] = set(re.findall(r"queue=~`([^`]*)`", expr))
+        return {alt.replace("\\.", ".") for alt in pattern.split("|")}
+
+    assert queues_matched(alerts["OrderflowDeadLetterQueueNotEmpty"]) == {
+        spec["orders"]["deadLetter"]["name"], spec["deliveryStatus"]["deadLetter"]["name"]}
+    assert queues_matched(alerts["OrderflowConsumerLagAboveTarget"]) == {
+        spec["orders"]["name"], spec["deliveryStatus"]["name"]}
+
+
+def test_alerts_and_dashboard_query_only_exported_metrics():
+    exported = exported_metrics() | KUBE_STATE_METRICS
+    used = set()
+    for rule in rules():
+        used |= metrics_in(rule["expr"])
+    dashboard = json.loads(one(render(None), "ConfigMap", "shop-orderflow-dashboard")["data"]["orderflow.json"])
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            used |= metrics_in(target["expr"])
+    assert used, "no metric found in the queries"
+    assert used <= exported, f"queries name metrics nobody exports: {sorted(used - exported)}"
+
+
+def test_dashboard_is_loaded_by_the_grafana_sidecar_and_covers_the_production_views():
+    config_map = one(render(None), "ConfigMap", "shop-orderflow-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["orderflow.json"])
+    assert dashboard["uid"] and dashboard["title"] == "orderflow"
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    titles = {p["title"] for p in dashboard["panels"]}
+    assert {"Request rate", "Errors", "Latency p50 / p99"} <= titles  # per route
+    assert {"Queue depth", "Queue age (estimated wait)"} <= titles  # per queue
+    assert {"Outbox backlog", "Placed -> delivered", "Shipment step lag p99", "Pods per Deployment"} <= titles
+    assert "by (job, method, route)" in exprs and "by (queue, state)" in exprs
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace"} <= variables
+
+
+def test_service_monitor_selects_every_metrics_service():
+    objects = render(TLS_SET)
+    monitor = one(objects, "ServiceMonitor", "shop-orderflow")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    services = [s for s in by_kind(objects, "Service") if selector.items() <= s["metadata"]["labels"].items()]
+    assert len(services) == 4
+    ports = {p["name"] for s in services for p in s["spec"]["ports"]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["http"] and ports == {"http"}
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_scrape_annotations_follow_the_switch(enabled):
+    objects = render(None, (f"metrics.podAnnotations={str(enabled).lower()}",))
+    for deployment in by_kind(objects, "Deployment"):
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+        if enabled:
+            assert annotations["prometheus.io/scrape"] == "true"
+            assert annotations["prometheus.io/port"] == str(port)
+        else:
+            assert "prometheus.io/scrape" not in annotations
