@@ -143,17 +143,7 @@ async fn services_started_from_the_controllers_output_deliver_an_order() {
             .await
             .expect("the service role writes its own tables");
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/auth/token", orders.url))
-        .basic_auth(&client.client_id, Some(&client.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().expect("a token").to_owned();
+    let token = testkit::token(&orders.url, &client.client_id, &client.client_secret).await;
     let created = http
         .post(format!("{}/orders", orders.url))
         .bearer_auth(&token)
@@ -164,23 +154,13 @@ async fn services_started_from_the_controllers_output_deliver_an_order() {
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
     let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let order: Value = http
-            .get(format!("{}/orders/{id}", orders.url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if order["status"] == "DELIVERED" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the order did not reach DELIVERED: {order}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let delivered = testkit::eventually(Duration::from_secs(60), Duration::from_millis(200), || async {
+        let order: Value =
+            http.get(format!("{}/orders/{id}", orders.url)).bearer_auth(&token).send().await.ok()?.json().await.ok()?;
+        (order["status"] == "DELIVERED").then_some(())
+    })
+    .await;
+    assert!(delivered.is_some(), "the order {id} reached DELIVERED");
     pool.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

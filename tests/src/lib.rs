@@ -164,18 +164,7 @@ impl System {
     }
 
     pub async fn token(&self) -> String {
-        let resp: Value = self
-            .http
-            .post(format!("{}/auth/token", self.api()))
-            .basic_auth(&self.client_id, Some(&self.client_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        resp["access_token"].as_str().expect("token issued").to_owned()
+        testkit::token(self.api(), &self.client_id, &self.client_secret).await
     }
 
     /// Places an order with a distinct SKU; returns the created order.

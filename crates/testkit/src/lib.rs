@@ -56,6 +56,22 @@ where
     }
 }
 
+/// An access token from a real order-service at `base` for a client
+/// (OAuth2 client credentials, HTTP Basic), for tests over real processes.
+pub async fn token(base: &str, client_id: &str, client_secret: &str) -> String {
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/auth/token"))
+        .basic_auth(client_id, Some(client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("the token endpoint answers")
+        .json()
+        .await
+        .expect("a JSON token response");
+    response["access_token"].as_str().unwrap_or_else(|| panic!("no token issued: {response}")).to_owned()
+}
+
 /// Runs a clean-up future to completion from a `Drop`, whether or not a tokio
 /// runtime is running on this thread.
 ///

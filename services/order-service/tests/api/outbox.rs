@@ -220,17 +220,7 @@ async fn sigterm_under_load_loses_no_accepted_order() {
     let mut process = process;
     let base = process.url.clone();
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/auth/token"))
-        .basic_auth(&client.client_id, Some(&client.secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().expect("a token").to_owned();
+    let token = testkit::token(&base, &client.client_id, &client.secret).await;
 
     // 8 clients place orders until the server goes away.
     let placed = Arc::new(AtomicUsize::new(0));
