@@ -19,7 +19,6 @@ pub mod postgres;
 pub mod refs;
 pub mod resource;
 pub mod run;
-pub mod scram;
 pub mod sqs;
 pub mod testing;
 pub mod validate;

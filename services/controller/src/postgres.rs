@@ -7,7 +7,7 @@
 //! `^[a-z_][a-z0-9_]{0,62}$` (the same pattern the CRD schema enforces), and
 //! always through [`quote_ident`] as well. Catalog values that flow back into
 //! DDL (object names during adoption) are quoted the same way. Passwords go in
-//! as SCRAM verifiers ([`crate::scram`]), never in clear, and statement logging
+//! as SCRAM-SHA-256 verifiers ([`scram_verifier`]), never in clear, and statement logging
 //! is off on every connection the controller opens.
 
 use std::time::Duration;
@@ -257,7 +257,7 @@ impl Postgres {
         match action {
             DbAction::CreateRole { role } => {
                 let mut admin = self.admin(MAINTENANCE_DB).await?;
-                let verifier = quote_literal(&crate::scram::new_verifier(password.expose_secret()));
+                let verifier = quote_literal(&scram_verifier(password.expose_secret()));
                 let create = format!("CREATE ROLE {} {ROLE_OPTIONS} PASSWORD {verifier}", ident(role)?);
                 match Self::exec(&mut admin, create, "create role").await {
                     Ok(()) => {}
@@ -284,7 +284,7 @@ impl Postgres {
             }
             DbAction::SetPassword { role, .. } => {
                 let mut admin = self.admin(MAINTENANCE_DB).await?;
-                let verifier = quote_literal(&crate::scram::new_verifier(password.expose_secret()));
+                let verifier = quote_literal(&scram_verifier(password.expose_secret()));
                 let sql = format!("ALTER ROLE {} PASSWORD {verifier}", ident(role)?);
                 Self::exec(&mut admin, sql, "set password")
                     .await
@@ -502,9 +502,28 @@ async fn applied_migrations(conn: &mut PgConnection) -> Result<Vec<i64>, PgError
         .map_err(|e| PgError::new("reading _sqlx_migrations", e))
 }
 
+/// The SCRAM-SHA-256 verifier of `password` with a fresh salt, the form in
+/// which PostgreSQL stores passwords. The controller sends `ALTER ROLE ...
+/// PASSWORD 'SCRAM-SHA-256$...'` rather than the password itself, as `psql`'s
+/// `\password` does: a server that logs DDL then never writes a usable
+/// password to its log. Computed by postgres-protocol (tokio-postgres's own
+/// SCRAM code, SASLprep included).
+pub fn scram_verifier(password: &str) -> String {
+    postgres_protocol::password::scram_sha_256(password.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scram_verifiers_have_postgresqls_format_and_their_own_salt() {
+        let v = scram_verifier("secret");
+        let (params, keys) = v.strip_prefix("SCRAM-SHA-256$").unwrap().split_once('$').unwrap();
+        assert!(params.starts_with("4096:"), "{v}");
+        assert_eq!(keys.split(':').count(), 2, "{v}");
+        assert_ne!(scram_verifier("secret"), v, "each verifier has its own salt");
+    }
 
     #[test]
     fn identifiers_and_literals_are_quoted() {
