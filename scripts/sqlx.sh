@@ -6,6 +6,9 @@
 #
 #   scripts/sqlx.sh prepare   # regenerate .sqlx/ after changing a query or a migration
 #   scripts/sqlx.sh check     # fail if .sqlx/ is stale (CI runs this)
+#
+# SQLX_SCRATCH_PREFIX (default orderflow_sqlx) names the scratch databases, so
+# two checkouts on one machine can prepare at the same time.
 source "$(dirname "$0")/lib.sh"
 
 mode="${1:-check}"
@@ -23,11 +26,12 @@ fi
 
 PG="postgres://postgres@127.0.0.1:5432"
 for db in orders delivery; do
-  name="orderflow_sqlx_$db"
+  name="${SQLX_SCRATCH_PREFIX:-orderflow_sqlx}_$db"
   psql -q -v ON_ERROR_STOP=1 "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" >/dev/null
   "$SQLX" migrate run --source "$ROOT/migrations/$db" --database-url "$PG/$name" >/dev/null
 done
-export ORDERS_DATABASE_URL="$PG/orderflow_sqlx_orders" DELIVERY_DATABASE_URL="$PG/orderflow_sqlx_delivery"
+scratch="${SQLX_SCRATCH_PREFIX:-orderflow_sqlx}"
+export ORDERS_DATABASE_URL="$PG/${scratch}_orders" DELIVERY_DATABASE_URL="$PG/${scratch}_delivery"
 # sqlx-cli wants a DATABASE_URL of its own; each crate's sqlx.toml names the
 # variable its queries are really checked against.
 export DATABASE_URL="$ORDERS_DATABASE_URL"
