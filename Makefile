@@ -10,7 +10,7 @@ export SQLX_OFFLINE ?= true
 # thrash a 2-core machine.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help run stop test test-k8s deps build lint fmt bench sqlx-prepare
+.PHONY: help run stop test test-k8s test-pgbouncer deps build lint fmt bench sqlx-prepare kind-up kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ build: ## build every crate
 test: deps test-k8s ## every test, on the real PostgreSQL, Redis and SQS emulator
 	cargo test --workspace $(CARGO_TEST_FLAGS)
 
+test-pgbouncer: deps ## the end-to-end suite again, with both services' pools through PgBouncer (transaction pooling)
+	@scripts/test-pgbouncer.sh
+
 test-k8s: ## offline checks of the Helm chart and Dockerfile (no cluster needed)
 	@scripts/test-k8s.sh
 
@@ -42,6 +45,12 @@ lint: ## formatting, clippy (warnings are errors), and .sqlx/ up to date with ev
 sqlx-prepare: ## regenerate .sqlx/ after changing a query or a migration
 	@scripts/deps.sh --no-sqs
 	@scripts/sqlx.sh prepare
+
+kind-up: ## a local kind cluster with a registry, ingress-nginx and KEDA (needs docker, kind, kubectl, helm, internet)
+	@k8s/kind/up.sh
+
+kind-down: ## delete the kind cluster and its registry
+	@k8s/kind/down.sh
 
 fmt: ## format the code
 	cargo fmt --all
