@@ -123,3 +123,18 @@ def test_a_misspelt_builtin_or_argument_fails_evaluation():
         evaluate(ROOT, helm_bin(), source.replace("k8s_resource(\n    workload(\"controller\")", "k8s_resorce(\n    workload(\"controller\")"))
     with pytest.raises((sl.StarlarkError, TypeError)):
         evaluate(ROOT, helm_bin(), source.replace("port_forwards = [\"8080:8080\"]", "port_forward = [\"8080:8080\"]"))
+
+
+def test_runtime_image_passes_hadolint_and_runs_as_the_charts_user():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    dockerfile = ROOT / "tilt" / "Dockerfile"
+    hadolint = Path(sys.executable).with_name("hadolint")
+    proc = subprocess.run([str(hadolint), "--no-color", str(dockerfile)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    uid = yaml.safe_load((ROOT / "charts/orderflow/values.yaml").read_text())["securityContext"]["runAsUser"]
+    assert f"USER {uid}:{uid}" in dockerfile.read_text()
