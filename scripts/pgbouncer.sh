@@ -19,10 +19,14 @@
 #                                    statements a client prepared (sqlx names them
 #                                    sqlx_s_N, per client) never reach the next one
 #   ignore_startup_parameters        sqlx sends extra_float_digits and options
-# Sourcing this file defines pgbouncer_start/pgbouncer_stop for other scripts.
+# Sourcing this file defines pgbouncer_start, pgbouncer_stop, pgbouncer_running and
+# PGBOUNCER_ADDR for other scripts (run.sh, test-pgbouncer.sh, a benchmark that
+# measures intake with and without PgBouncer): start it, then give the services
+# DATABASE_POOLER="$PGBOUNCER_ADDR".
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
+PGBOUNCER_ADDR="127.0.0.1:$PGBOUNCER_PORT"
 PGBOUNCER_PIDFILE="$RUN_DIR/pgbouncer.pid"
 
 # PgBouncer refuses to run as root; then it runs as `postgres`, which cannot

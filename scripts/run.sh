@@ -41,7 +41,7 @@ if [ "${ORDERFLOW_PGBOUNCER:-0}" = "1" ]; then
   step "starting PgBouncer (ORDERFLOW_PGBOUNCER=1): both services' pools go through 127.0.0.1:$PGBOUNCER_PORT"
   role() { python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.unquote(p.username or "") + ":" + u.unquote(p.password or ""))' "$1"; }
   pgbouncer_start "$(role "$ORDERS_DATABASE_URL")" "$(role "$DELIVERY_DATABASE_URL")"
-  POOLER=(DATABASE_POOLER="127.0.0.1:$PGBOUNCER_PORT")
+  POOLER=(DATABASE_POOLER="$PGBOUNCER_ADDR")
 elif pgbouncer_running; then
   pgbouncer_stop
 fi

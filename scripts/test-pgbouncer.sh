@@ -10,7 +10,7 @@ source "$ROOT/scripts/pgbouncer.sh"
 step "starting PgBouncer (transaction pooling) on 127.0.0.1:$PGBOUNCER_PORT"
 pgbouncer_start
 trap pgbouncer_stop EXIT
-export TEST_DATABASE_POOLER="127.0.0.1:$PGBOUNCER_PORT"
+export TEST_DATABASE_POOLER="$PGBOUNCER_ADDR"
 
 step "the pool through PgBouncer (cargo test -p database --test pgbouncer)"
 cargo test -p database --test pgbouncer
