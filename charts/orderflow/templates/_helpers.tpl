@@ -379,6 +379,9 @@ what to change. Included once, from order-api.yaml (always rendered). */}}
 {{- if and $v.ingress.enabled (not $v.ingress.host) -}}
 {{- fail "ingress.enabled is true: set ingress.host to the host name clients use." -}}
 {{- end -}}
+{{- if and $v.pgbouncer.enabled (has $v.pipeline.spec.databases.server.sslMode (list "require" "verify-ca" "verify-full")) -}}
+{{- fail (printf "pgbouncer.enabled with pipeline.spec.databases.server.sslMode %s: the services' pools keep that sslmode toward PgBouncer, which serves plain TCP inside the namespace (PgBouncer itself uses it toward PostgreSQL). Use prefer, or run without pgbouncer." $v.pipeline.spec.databases.server.sslMode) -}}
+{{- end -}}
 {{- $budget := int $v.common.databaseConnectionBudget -}}
 {{- if and (gt $budget 0) $v.pgbouncer.enabled -}}
 {{- /* Through PgBouncer the server sees its pools, plus each API replica's direct LISTEN connection. */ -}}
