@@ -148,3 +148,8 @@ def test_checkov_passes_with_pgbouncer(tmp_path):
     report = checkov(render_text(None, ON), tmp_path)
     failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]]
     assert not failed, "checkov failures:\n" + "\n".join(failed)
+
+
+def test_lints_strictly_with_pgbouncer():
+    out = helm("lint", "--strict", str(CHART), "--namespace", "orderflow", "--set", "pgbouncer.enabled=true").stdout
+    assert "1 chart(s) linted, 0 chart(s) failed" in out

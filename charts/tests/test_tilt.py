@@ -138,3 +138,36 @@ def test_runtime_image_passes_hadolint_and_runs_as_the_charts_user():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     uid = yaml.safe_load((ROOT / "charts/orderflow/values.yaml").read_text())["securityContext"]["runAsUser"]
     assert f"USER {uid}:{uid}" in dockerfile.read_text()
+
+
+def test_dev_values_lint_and_every_deployed_object_validates_strictly():
+    import kubernetes_validate
+
+    from conftest import CHART, helm
+
+    out = helm("lint", "--strict", str(CHART), "--namespace", "orderflow", "-f", str(ROOT / "tilt/values-dev.yaml")).stdout
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+    custom = {"OrderPipeline", "ScaledObject", "TriggerAuthentication"}
+    failures = []
+    for obj in tilt().yaml_objects:
+        if obj["kind"] in custom:
+            continue
+        try:
+            kubernetes_validate.validate(obj, kubernetes_validate.utils.latest_version(), strict=True)
+        except kubernetes_validate.ValidationError as err:
+            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {'.'.join(map(str, err.path))}: {err.message}")
+    assert not failures, "\n".join(failures)
+
+
+def test_dev_orderpipeline_and_the_compose_pipeline_match_the_crd():
+    import yaml
+
+    from test_schemas import orderflow_crds
+
+    index = orderflow_crds()
+    pipelines = [o for o in tilt().yaml_objects if o["kind"] == "OrderPipeline"]
+    pipelines += [d for d in yaml.safe_load_all((ROOT / "compose/pipeline.yaml").read_text()) if d and d["kind"] == "OrderPipeline"]
+    assert len(pipelines) == 2
+    for obj in pipelines:
+        errors = index.errors(obj)
+        assert not errors, f"OrderPipeline/{obj['metadata']['name']}:\n" + "\n".join(errors)
