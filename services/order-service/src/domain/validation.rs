@@ -3,7 +3,9 @@
 //! The body is walked as JSON rather than deserialised into a struct, so that
 //! one response can name every bad field (with its path, e.g.
 //! `items[2].quantity`) and unknown fields, instead of stopping at the first
-//! serde error. Text is trimmed before it is checked and stored.
+//! serde error. Text is trimmed before it is checked and stored; its length
+//! limit counts the white space around it too. The OpenAPI document states
+//! these rules exactly (`http::contract`).
 
 use envelope::{Address, LineItem};
 use serde_json::{Map, Value};
@@ -81,11 +83,13 @@ impl Checker {
             self.fail(field, "must be a string");
             return None;
         };
+        // The limit counts surrounding white space too, as the OpenAPI schema's maxLength does.
+        let length = s.chars().count();
         let s = s.trim();
         if s.is_empty() {
             self.fail(field, "must not be empty");
             None
-        } else if s.chars().count() > max {
+        } else if length > max {
             self.fail(field, format!("must be at most {max} characters"));
             None
         } else if s.chars().any(char::is_control) {

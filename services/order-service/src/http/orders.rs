@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use web::FieldError;
 
-use super::{AppState, error::ApiError, extract::AuthUser};
+use super::{AppState, contract, error::ApiError, extract::AuthUser};
 use crate::{
     auth::{SCOPE_READ, SCOPE_WRITE},
     domain::{HistoryEntry, NewOrder, Order, OrderStatus, Shipment, order::OrderPage, validate_new_order},
@@ -231,15 +231,56 @@ fn new_order_record(id: Uuid, customer_id: Uuid, new: &NewOrder, now: chrono::Da
 }
 
 /// Body of `POST /orders` (documentation only: the handler validates the raw
-/// JSON so it can report every bad field at once).
+/// JSON so it can report every bad field at once). Every constraint of
+/// `domain::validation` is stated here, and no other, so that a request is
+/// valid by this schema exactly when the API accepts it: a schema fuzzer checks
+/// both directions (tests/e2e/fuzz.rs).
 #[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct NewOrderBody {
-    #[schema(example = "EUR")]
+    /// An active ISO 4217 currency code.
+    #[schema(schema_with = contract::currency)]
     currency: String,
     #[schema(min_items = 1, max_items = 100)]
-    items: Vec<envelope::LineItem>,
-    shipping_address: envelope::Address,
+    items: Vec<NewLineItem>,
+    shipping_address: NewAddress,
+}
+
+/// One line of a new order.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewLineItem {
+    /// `[A-Za-z0-9._-]`; surrounding white space is trimmed.
+    #[schema(schema_with = contract::sku)]
+    sku: String,
+    #[schema(minimum = 1, maximum = 999)]
+    quantity: u32,
+    /// Price of one unit in minor units of the order's currency.
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    unit_price_minor: i64,
+}
+
+/// Where a new order ships to. Text is trimmed; what remains must not be
+/// empty or hold control characters.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewAddress {
+    #[schema(schema_with = contract::text)]
+    name: String,
+    #[schema(schema_with = contract::text)]
+    line1: String,
+    #[schema(schema_with = contract::optional_text)]
+    line2: Option<String>,
+    #[schema(schema_with = contract::text)]
+    city: String,
+    #[schema(schema_with = contract::text)]
+    postal_code: String,
+    /// An ISO 3166-1 alpha-2 country code, upper case.
+    #[schema(schema_with = contract::country)]
+    country: String,
 }
 
 /// Get one of the caller's orders.
