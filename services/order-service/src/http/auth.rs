@@ -40,6 +40,32 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(issue_token)).routes(routes!(jwks))
 }
 
+/// The form of a token request (documentation only: the handler reads the raw
+/// form, refusing repeated parameters). The client authenticates with HTTP
+/// Basic, or with `client_id` and `client_secret` here, not both.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    #[schema(schema_with = grant_type)]
+    grant_type: String,
+    /// Space-separated scopes, a subset of the client's (default: all of them).
+    #[schema(example = "orders:read", nullable = false)]
+    scope: Option<String>,
+    /// 1..=64 of `[A-Za-z0-9._-]`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", max_length = 64, min_length = 1, nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+}
+
+fn grant_type() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::Type::String))
+        .enum_values(Some(["client_credentials"]))
+        .build()
+}
+
 /// A successful token response (RFC 6749 section 5.1).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
@@ -157,7 +183,7 @@ fn refused(reason: &'static str, wait: RetryAfter) -> OAuthError {
 /// of the client's scopes; without it the token gets all of them.
 #[utoipa::path(
     post, path = "/auth/token", tag = "auth",
-    request_body(content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials[&scope=...][&client_id=...&client_secret=...]"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials[&scope=...][&client_id=...&client_secret=...]"),
     responses(
         (status = 200, description = "Token issued", body = TokenResponse),
         (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = OAuthError),

@@ -41,6 +41,49 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(order_events))
 }
 
+/// One event of the stream, as an SSE reader sees it (OpenAPI before 3.2 has
+/// a `text/event-stream` schema describe each event).
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct OrderEvent {
+    /// The status the history entry records.
+    event: OrderStatus,
+    /// The entry's sequence number in the order's history, from 1.
+    #[schema(pattern = "^[1-9][0-9]*$", example = "2")]
+    id: String,
+    /// The entry as JSON.
+    #[schema(schema_with = event_data)]
+    data: String,
+}
+
+/// The `data` of an [`OrderEvent`].
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct OrderEventData {
+    status: OrderStatus,
+    at: chrono::DateTime<chrono::Utc>,
+    /// Null before the order ships.
+    #[schema(required = true)]
+    carrier: Option<String>,
+    /// Null before the order ships.
+    #[schema(required = true)]
+    tracking_number: Option<String>,
+}
+
+fn event_data() -> utoipa::openapi::Object {
+    use utoipa::{
+        PartialSchema,
+        openapi::{ObjectBuilder, Type, schema::SchemaType},
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .content_media_type("application/json")
+        .content_schema(Some(OrderEventData::schema()))
+        .build()
+}
+
 /// The entries of `order` after sequence number `after`, as SSE events.
 fn events_after(order: &Order, after: usize) -> VecDeque<(OrderStatus, Event)> {
     order
@@ -146,10 +189,10 @@ fn feed_stream(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
     get, path = "/orders/{id}/events", tag = "orders",
     params(
         ("id" = Uuid, Path, description = "Order id"),
-        ("Last-Event-ID" = Option<u32>, Header, description = "Resume after this history entry"),
+        ("Last-Event-ID" = Option<u32>, Header, nullable = false, minimum = 0, maximum = 2147483647, description = "Resume after this history entry"),
     ),
     responses(
-        (status = 200, description = "text/event-stream: one event per status, closing after DELIVERED or when the token expires", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream: one event per history entry (the schema describes one event), closing after DELIVERED or when the token expires", content_type = "text/event-stream", body = OrderEvent),
         (status = 400, description = "Malformed Last-Event-ID", content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
         (status = 403, description = "Token lacks orders:read", content_type = "application/problem+json"),
@@ -173,7 +216,9 @@ pub async fn order_events(
         Some(v) => v
             .to_str()
             .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|n| i32::try_from(*n).is_ok())
+            .map(|n| n as usize)
             .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a history sequence number.".into()))?,
     };
     // Subscribe before reading, so a change between the read and the wait is not missed.

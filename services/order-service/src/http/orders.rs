@@ -87,7 +87,8 @@ fn created_response(stored: &StoredResponse, replayed: bool) -> Response {
 /// double-submit window is answered with the first order.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..=255 printable ASCII; kept 24 h per customer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~](?:[ -~]*[!-~])?$", min_length = 1, max_length = 255,
+        description = "1..=255 printable ASCII; kept 24 h per customer")),
     request_body(content = NewOrderBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Order placed (or replayed)", body = Order, headers(("Location" = String, description = "/orders/{id}"))),
@@ -310,8 +311,8 @@ pub async fn get_order(
 #[utoipa::path(
     get, path = "/orders", tag = "orders",
     params(
-        ("limit" = Option<u32>, Query, description = "Page size, 1..=100 (default 20)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{21}[AQgw]$", description = "`next_cursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
