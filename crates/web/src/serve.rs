@@ -87,7 +87,10 @@ impl ServeSettings {
             env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than 0s");
         }
         if s.max_connections == 0 || s.max_connections > Semaphore::MAX_PERMITS.min(u32::MAX as usize) {
-            env.invalid("HTTP_MAX_CONNECTIONS", "must be at least 1");
+            env.invalid(
+                "HTTP_MAX_CONNECTIONS",
+                format!("must be from 1 to {}", Semaphore::MAX_PERMITS.min(u32::MAX as usize)),
+            );
         }
         s
     }
