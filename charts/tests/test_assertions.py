@@ -282,6 +282,22 @@ def test_client_secret_key_is_a_mounted_file_only_the_api_gets(values_file):
         assert all(v["name"] != "client-secret-key" for v in spec.get("volumes", [])), obj["metadata"]["name"]
 
 
+@pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
+def test_the_per_address_token_limit_is_off_behind_the_ingress(values_file):
+    """Behind the Ingress every client has the controller's address: a per-address limit
+    would throttle them all together, so the chart turns it off unless told otherwise."""
+    values = load_values(values_file)
+    api = one(render(values_file), "Deployment", API)["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in api["containers"][0]["env"]}
+    explicit = values.get("orderApi", {}).get("authRatePerAddress")
+    if explicit is not None:
+        assert env["AUTH_RATE_PER_ADDRESS"] == str(explicit)
+    elif values.get("ingress", {}).get("enabled"):
+        assert env["AUTH_RATE_PER_ADDRESS"] == "0"
+    else:
+        assert "AUTH_RATE_PER_ADDRESS" not in env
+
+
 def test_generated_jwt_key_is_ed25519():
     """The key the chart generates is what the order-service accepts: Ed25519 in PKCS#8."""
     secret = one(render(None), "Secret", f"{FULL}-jwt")
