@@ -50,7 +50,8 @@ pub fn layered(router: Router, request_timeout: Duration) -> Router {
                     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("");
                     let span = tracing::info_span!(
                         "http.request",
-                        otel.name = format!("{} {}", req.method(), if route.is_empty() { req.uri().path() } else { route }),
+                        // Span names stay a bounded set too: invented methods are OTHER.
+                        otel.name = format!("{} {}", method_label(req.method()), if route.is_empty() { req.uri().path() } else { route }),
                         otel.kind = "server",
                         http.request.method = %req.method(),
                         http.route = route,

@@ -172,6 +172,8 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
 
 /// A 429 for a request over a rate limit.
 fn refused(reason: &'static str, wait: RetryAfter) -> OAuthError {
+    // Debug only: under a flood, one line per refusal would flood the logs too.
+    tracing::debug!(retry_after_s = wait.seconds(), "token request over its rate limit");
     metrics::TOKEN_FAILURES.counter_with(&[reason]).increment(1);
     OAuthError::slow_down(wait)
 }
@@ -194,7 +196,7 @@ fn refused(reason: &'static str, wait: RetryAfter) -> OAuthError {
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-#[tracing::instrument(name = "auth.token", skip_all, fields(client_id))]
+#[tracing::instrument(name = "auth.token", skip_all, fields(client_id, source))]
 pub async fn issue_token(
     State(state): State<AppState>,
     SourceAddr(source): SourceAddr,
@@ -202,6 +204,7 @@ pub async fn issue_token(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     if let Some(ip) = source {
+        tracing::Span::current().record("source", tracing::field::display(ip));
         state.auth.address_limit.check(&ip, Instant::now()).map_err(|wait| refused("rate_limited", wait))?;
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
