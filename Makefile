@@ -10,7 +10,7 @@ export SQLX_OFFLINE ?= true
 # thrash a 2-core machine.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help run stop test test-k8s test-pgbouncer deps build lint fmt bench sqlx-prepare kind-up kind-down
+.PHONY: help run stop test test-k8s test-pgbouncer fuzz-tools deps build lint fmt bench sqlx-prepare kind-up kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -27,11 +27,14 @@ deps: ## make sure PostgreSQL, Redis and the SQS emulator are installed and runn
 build: ## build every crate
 	cargo build --workspace --all-targets
 
-test: deps test-k8s ## every test, on the real PostgreSQL, Redis and SQS emulator
+test: deps test-k8s fuzz-tools ## every test, on the real PostgreSQL, Redis and SQS emulator
 	cargo test --workspace $(CARGO_TEST_FLAGS)
 
 test-pgbouncer: deps ## the end-to-end suite again, with both services' pools through PgBouncer (transaction pooling)
 	@scripts/test-pgbouncer.sh
+
+fuzz-tools: ## install the schema fuzzer the tests run (schemathesis, pinned, in a venv under ~/.cache/orderflow)
+	@scripts/fuzz-tools.sh
 
 test-k8s: ## offline checks of the chart, Dockerfile, Tiltfile, kind config, dev manifests and Compose file (no cluster needed)
 	@scripts/test-k8s.sh

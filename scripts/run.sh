@@ -53,6 +53,14 @@ if [ ! -f "$KEY" ]; then
   ok "generated a development JWT signing key at $KEY"
 fi
 
+# The key generated client secrets are stored under (HMAC-SHA-256), kept like the
+# signing key so that clients registered in earlier runs keep working.
+CLIENT_KEY="$STATE_DIR/dev-client-secret.key"
+if [ ! -f "$CLIENT_KEY" ]; then
+  (umask 077 && "$BIN/order-service" keys client-secret-key >"$CLIENT_KEY")
+  ok "generated a development client secret key at $CLIENT_KEY"
+fi
+
 # Shared settings of the local services (see the README's configuration table).
 # The schema is the controller's: the services do not migrate, as in a cluster.
 unset SQS_CREATE_QUEUES
@@ -81,11 +89,12 @@ start_service() {
   die "$name did not become ready within 30s"
 }
 
-start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$ORDERS_DATABASE_URL" "${POOLER[@]}" JWT_PRIVATE_KEY_FILE="$KEY"
+start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$ORDERS_DATABASE_URL" "${POOLER[@]}" JWT_PRIVATE_KEY_FILE="$KEY" \
+  CLIENT_SECRET_KEY_FILE="$CLIENT_KEY"
 start_service delivery-service 8081 HTTP_ADDR=127.0.0.1:8081 DATABASE_URL="$DELIVERY_DATABASE_URL" "${POOLER[@]}"
 
 step "registering the demo client (id demo, secret demo-secret; development only)"
-DATABASE_URL="$ORDERS_DATABASE_URL" JWT_PRIVATE_KEY_FILE="$KEY" LOG_FORMAT=pretty RUST_LOG=warn \
+DATABASE_URL="$ORDERS_DATABASE_URL" JWT_PRIVATE_KEY_FILE="$KEY" CLIENT_SECRET_KEY_FILE="$CLIENT_KEY" LOG_FORMAT=pretty RUST_LOG=warn \
   ORDERFLOW_NEW_CLIENT_SECRET=demo-secret "$BIN/order-service" clients create --client-id demo \
   --customer-id 01900000-0000-7000-8000-00000000d3a0 --scope "orders:read orders:write" --replace >/dev/null
 ok "client demo registered"

@@ -254,6 +254,50 @@ def test_only_the_api_holds_the_signing_key(values_file):
         assert all(v["name"] != "jwt" for v in spec.get("volumes", [])), obj["metadata"]["name"]
 
 
+@pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
+def test_client_secret_key_is_a_mounted_file_only_the_api_gets(values_file):
+    """Generated client secrets are HMAC-stored under CLIENT_SECRET_KEY: the API reads it
+    from a kept (or existing) Secret as a file; no other pod is given it."""
+    objects = render(values_file)
+    values = load_values(values_file)
+    settings = values.get("clientSecretKey", {"existingSecret": "", "secretKey": "client-secret.key"})
+    secret_name = settings["existingSecret"] or f"{FULL}-client-secret-key"
+    secrets = {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
+    if settings["existingSecret"]:
+        assert secret_name not in secrets, "an existing key Secret must not be rendered by the chart"
+    else:
+        kept = secrets[secret_name]
+        assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert len(base64.b64decode(kept["data"][settings["secretKey"]])) >= 32, "CLIENT_SECRET_KEY needs 32 bytes"
+    api = one(objects, "Deployment", API)["spec"]["template"]["spec"]
+    [volume] = [v for v in api["volumes"] if v["name"] == "client-secret-key"]
+    assert volume["secret"]["secretName"] == secret_name
+    env = {e["name"]: e for e in api["containers"][0]["env"]}
+    assert "CLIENT_SECRET_KEY" not in env
+    assert env["CLIENT_SECRET_KEY_FILE"]["value"].startswith("/etc/orderflow/client-secret-key/")
+    for obj in objects:
+        if obj.get("kind") not in ("Deployment", "Pod") or obj["metadata"]["name"] == API:
+            continue
+        spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]
+        assert all(v["name"] != "client-secret-key" for v in spec.get("volumes", [])), obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
+def test_the_per_address_token_limit_is_off_behind_the_ingress(values_file):
+    """Behind the Ingress every client has the controller's address: a per-address limit
+    would throttle them all together, so the chart turns it off unless told otherwise."""
+    values = load_values(values_file)
+    api = one(render(values_file), "Deployment", API)["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in api["containers"][0]["env"]}
+    explicit = values.get("orderApi", {}).get("authRatePerAddress")
+    if explicit is not None:
+        assert env["AUTH_RATE_PER_ADDRESS"] == str(explicit)
+    elif values.get("ingress", {}).get("enabled"):
+        assert env["AUTH_RATE_PER_ADDRESS"] == "0"
+    else:
+        assert "AUTH_RATE_PER_ADDRESS" not in env
+
+
 def test_generated_jwt_key_is_ed25519():
     """The key the chart generates is what the order-service accepts: Ed25519 in PKCS#8."""
     secret = one(render(None), "Secret", f"{FULL}-jwt")

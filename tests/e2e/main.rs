@@ -6,6 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 mod cluster;
 mod controller;
+mod fuzz;
 mod observability;
 mod schema;
 mod traces;

@@ -326,6 +326,32 @@ credentials Secret when the pipeline names one. (dict "root" $ "dbSecret" NAME) 
 {{- end }}
 {{- end -}}
 
+{{/* orderflow.clientSecretKeyName: the Secret holding CLIENT_SECRET_KEY. */}}
+{{- define "orderflow.clientSecretKeyName" -}}
+{{- default (printf "%s-client-secret-key" (include "orderflow.fullname" .)) .Values.clientSecretKey.existingSecret -}}
+{{- end -}}
+
+{{/* orderflow.clientSecretKeyVolume / Mount / Env: the key of generated client
+secrets as a read-only file (CLIENT_SECRET_KEY_FILE), never an environment variable. */}}
+{{- define "orderflow.clientSecretKeyVolume" -}}
+- name: client-secret-key
+  secret:
+    secretName: {{ include "orderflow.clientSecretKeyName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.clientSecretKey.secretKey }}
+        path: client-secret.key
+{{- end -}}
+{{- define "orderflow.clientSecretKeyMount" -}}
+- name: client-secret-key
+  mountPath: /etc/orderflow/client-secret-key
+  readOnly: true
+{{- end -}}
+{{- define "orderflow.clientSecretKeyEnv" -}}
+- name: CLIENT_SECRET_KEY_FILE
+  value: /etc/orderflow/client-secret-key/client-secret.key
+{{- end -}}
+
 {{/* orderflow.jwtVolume / jwtMount / jwtEnv: the signing key bundle as a read-only file
 (JWT_PRIVATE_KEY_FILE), never an environment variable. */}}
 {{- define "orderflow.jwtVolume" -}}

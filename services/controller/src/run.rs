@@ -52,6 +52,9 @@ pub struct RunSettings {
     pub concurrency: u16,
     /// Longest wait for in-flight reconciles at shutdown (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
+    /// Limits of the health/metrics listener (`HTTP_HEADER_READ_TIMEOUT`,
+    /// `HTTP_IDLE_TIMEOUT`, `HTTP_MAX_CONNECTIONS`), as in the services.
+    pub serve: web::serve::ServeSettings,
 }
 
 impl RunSettings {
@@ -70,6 +73,7 @@ impl RunSettings {
             resync: env.duration("RESYNC_INTERVAL", Duration::from_secs(300)),
             concurrency: env.get("RECONCILE_CONCURRENCY", 4),
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(25)),
+            serve: web::serve::ServeSettings::from_env(&mut env),
         };
         if s.resync < Duration::from_secs(10) {
             env.invalid("RESYNC_INTERVAL", "must be at least 10s");
@@ -128,13 +132,13 @@ pub async fn run(settings: RunSettings, stop: CancellationToken) -> anyhow::Resu
     let router = ops_router(Health { client: client.clone(), accepting: accepting.clone() });
     let server_stop = stop.clone();
     let server_accepting = accepting.clone();
+    let limits = settings.serve.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                server_stop.cancelled().await;
-                server_accepting.stop();
-            })
-            .await
+        let stopping = async move {
+            server_stop.cancelled().await;
+            server_accepting.stop();
+        };
+        web::serve::serve(listener, router, &limits, stopping).await
     });
 
     // Leadership: the controller runs only while this replica holds the Lease.

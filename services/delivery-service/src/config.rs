@@ -50,6 +50,9 @@ pub struct Settings {
     pub relay_enabled: bool,
     /// Longest HTTP request (`HTTP_REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
+    /// Limits of the HTTP listener against slow, idle and numerous clients
+    /// (`HTTP_HEADER_READ_TIMEOUT`, `HTTP_IDLE_TIMEOUT`, `HTTP_MAX_CONNECTIONS`).
+    pub serve: web::serve::ServeSettings,
     /// Longest time from SIGTERM to exit (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
     /// How long applied event ids stay in the inbox (`INBOX_RETENTION`); past
@@ -79,6 +82,7 @@ impl Settings {
             scheduler_enabled: env.flag("SCHEDULER_ENABLED", true),
             relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", Duration::from_secs(10)),
+            serve: web::serve::ServeSettings::from_env(&mut env),
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
             inbox_retention: env.duration("INBOX_RETENTION", Duration::from_secs(14 * 24 * 3600)),
         };
@@ -89,6 +93,9 @@ impl Settings {
         }
         if s.scheduler_batch == 0 {
             env.invalid("SCHEDULER_BATCH", "must be at least 1");
+        }
+        if s.serve.idle_timeout <= s.request_timeout {
+            env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than HTTP_REQUEST_TIMEOUT");
         }
         env.finish()?;
         Ok(s)

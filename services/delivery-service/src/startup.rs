@@ -126,6 +126,7 @@ impl Application {
             "delivery-service",
             self.listener,
             self.router,
+            &self.settings.serve,
             background,
             self.accepting,
             stop,

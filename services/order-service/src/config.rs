@@ -7,7 +7,9 @@ use std::{net::SocketAddr, time::Duration};
 use database::DatabaseSettings;
 use messaging::{ConsumerConfig, SqsSettings};
 use outbox::RelayConfig;
-use settings::{Env, SecretString};
+use settings::{Env, ExposeSecret, SecretString};
+
+use crate::auth::clients::ClientSecretKey;
 
 /// The local database's name, used when `DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE: &str = "orderflow_orders";
@@ -49,6 +51,9 @@ pub struct Settings {
     pub status_consumer_enabled: bool,
     /// Longest time one HTTP request may take (`HTTP_REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
+    /// Limits of the HTTP listener against slow, idle and numerous clients
+    /// (`HTTP_HEADER_READ_TIMEOUT`, `HTTP_IDLE_TIMEOUT`, `HTTP_MAX_CONNECTIONS`).
+    pub serve: web::serve::ServeSettings,
     /// Longest time from SIGTERM to exit (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
     /// How long applied event ids stay in the inbox (`INBOX_RETENTION`); past
@@ -77,6 +82,9 @@ pub struct ApiSettings {
     pub duplicate_window: Duration,
     /// Live streams allowed open in one process (`SSE_MAX_STREAMS`).
     pub sse_max_streams: usize,
+    /// Live streams one customer may hold open in one process
+    /// (`SSE_MAX_STREAMS_PER_CUSTOMER`).
+    pub sse_max_streams_per_customer: usize,
     /// Keep-alive comment interval of live streams (`SSE_KEEPALIVE`).
     pub sse_keepalive: Duration,
     /// A live stream re-reads its order at least this often (`SSE_RECHECK`).
@@ -84,6 +92,18 @@ pub struct ApiSettings {
     /// Argon2 verifications allowed at once (`AUTH_HASH_CONCURRENCY`); each takes
     /// ~19 MiB, so this bounds the token endpoint's memory.
     pub hash_concurrency: usize,
+    /// Longest wait for an argon2 slot before answering 503 (`AUTH_HASH_WAIT`).
+    pub hash_wait: Duration,
+    /// Token requests per minute per client id (`AUTH_RATE_PER_CLIENT`; 0: no limit).
+    pub rate_per_client: u32,
+    /// Token requests per minute per source address, as the socket sees it
+    /// (`AUTH_RATE_PER_ADDRESS`; 0: no limit, e.g. behind a proxy).
+    pub rate_per_address: u32,
+    /// Key of HMAC-stored generated client secrets (`CLIENT_SECRET_KEY` or
+    /// `CLIENT_SECRET_KEY_FILE`); without it every secret is argon2-hashed.
+    pub client_secret_key: Option<ClientSecretKey>,
+    /// How often the set of disabled clients is re-read (`CLIENT_REVOCATION_REFRESH`).
+    pub revocation_refresh: Duration,
     /// Run the outbox relay in this process (`OUTBOX_RELAY_ENABLED`).
     pub relay_enabled: bool,
     /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`).
@@ -127,10 +147,25 @@ impl Settings {
             status_consumer: ConsumerConfig::from_env(&mut env, status_queue),
             status_consumer_enabled: role == Role::StatusConsumer || env.flag("STATUS_CONSUMER_ENABLED", true),
             request_timeout: env.duration("HTTP_REQUEST_TIMEOUT", Duration::from_secs(10)),
+            serve: web::serve::ServeSettings::from_env(&mut env),
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
             inbox_retention: env.duration("INBOX_RETENTION", Duration::from_secs(14 * 24 * 3600)),
             api: (role == Role::Api).then(|| ApiSettings::from_env(&mut env)),
         };
+        if settings.serve.idle_timeout <= settings.request_timeout {
+            env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than HTTP_REQUEST_TIMEOUT");
+        }
+        if let Some(api) = &settings.api {
+            if settings.serve.idle_timeout <= api.sse_keepalive {
+                env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than SSE_KEEPALIVE, or idle live streams are cut");
+            }
+            if settings.serve.max_connections <= api.sse_max_streams {
+                env.invalid(
+                    "HTTP_MAX_CONNECTIONS",
+                    "must be more than SSE_MAX_STREAMS, or streams take every connection",
+                );
+            }
+        }
         env.finish()?;
         Ok(settings)
     }
@@ -146,17 +181,61 @@ impl ApiSettings {
             idempotency_ttl: env.duration("IDEMPOTENCY_TTL", Duration::from_secs(24 * 3600)),
             duplicate_window: env.duration("DUPLICATE_WINDOW", Duration::from_secs(10)),
             sse_max_streams: env.get("SSE_MAX_STREAMS", 1000),
+            sse_max_streams_per_customer: env.get("SSE_MAX_STREAMS_PER_CUSTOMER", 20),
             sse_keepalive: env.duration("SSE_KEEPALIVE", Duration::from_secs(15)),
             sse_recheck: env.duration("SSE_RECHECK", Duration::from_secs(10)),
             hash_concurrency: env.get("AUTH_HASH_CONCURRENCY", 2),
+            hash_wait: env.duration("AUTH_HASH_WAIT", Duration::from_secs(2)),
+            rate_per_client: env.get("AUTH_RATE_PER_CLIENT", 30),
+            rate_per_address: env.get("AUTH_RATE_PER_ADDRESS", 300),
+            client_secret_key: client_secret_key(env),
+            revocation_refresh: env.duration("CLIENT_REVOCATION_REFRESH", Duration::from_secs(20)),
             relay_enabled: env.flag("OUTBOX_RELAY_ENABLED", true),
             relay: RelayConfig::from_env(env),
         };
+        if api.sse_max_streams_per_customer == 0 {
+            env.invalid("SSE_MAX_STREAMS_PER_CUSTOMER", "must be at least 1");
+        }
         if api.hash_concurrency == 0 {
             env.invalid("AUTH_HASH_CONCURRENCY", "must be at least 1");
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&api.revocation_refresh) {
+            env.invalid("CLIENT_REVOCATION_REFRESH", "must be from 1s to 60s (disabled clients stop within a minute)");
+        }
         api
     }
+}
+
+/// `CLIENT_SECRET_KEY` (at least 32 bytes of text) or the contents of the file
+/// named by `CLIENT_SECRET_KEY_FILE` (surrounding whitespace trimmed); `None`
+/// when neither is set. Also read by `order-service clients create`.
+pub fn client_secret_key(env: &mut Env) -> Option<ClientSecretKey> {
+    let material = match (env.secret("CLIENT_SECRET_KEY"), env.optional::<String>("CLIENT_SECRET_KEY_FILE")) {
+        (None, None) => return None,
+        (Some(key), None) => key.expose_secret().trim().to_owned(),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(key) => key.trim().to_owned(),
+            Err(e) => {
+                env.invalid("CLIENT_SECRET_KEY_FILE", format!("cannot read {path}: {e}"));
+                return None;
+            }
+        },
+        (Some(_), Some(_)) => {
+            env.invalid("CLIENT_SECRET_KEY_FILE", "set either CLIENT_SECRET_KEY or CLIENT_SECRET_KEY_FILE, not both");
+            return None;
+        }
+    };
+    let key = ClientSecretKey::new(material.as_bytes());
+    if key.is_none() {
+        env.invalid(
+            "CLIENT_SECRET_KEY",
+            format!(
+                "must be at least {} bytes (`order-service keys client-secret-key` prints one)",
+                crate::auth::clients::MIN_KEY_LEN
+            ),
+        );
+    }
+    key
 }
 
 impl JwtSettings {

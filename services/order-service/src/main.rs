@@ -7,7 +7,10 @@
 //! order-service status-consumer       # only apply delivery status events
 //! order-service migrate               # apply database migrations and exit
 //! order-service clients create --customer-id UUID --scope "orders:read orders:write"
+//! order-service clients disable ID    # no more tokens; its tokens stop within a minute
+//! order-service clients enable ID
 //! order-service keys generate         # print a new Ed25519 private key (PEM)
+//! order-service keys client-secret-key  # print a new CLIENT_SECRET_KEY
 //! order-service openapi               # print the OpenAPI document
 //! ```
 
@@ -68,6 +71,18 @@ enum ClientsCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Disable a client: the token endpoint refuses it at once, and API
+    /// processes refuse its tokens from their next revocation refresh
+    /// (CLIENT_REVOCATION_REFRESH, within a minute). Needs only DATABASE_URL.
+    Disable {
+        /// The client id.
+        client_id: String,
+    },
+    /// Enable a disabled client again. Needs only DATABASE_URL.
+    Enable {
+        /// The client id.
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -77,6 +92,9 @@ enum KeysCommand {
     /// Print the public key of a private key PEM read from stdin (to keep
     /// verifying a retired signer's tokens).
     Public,
+    /// Print a new random CLIENT_SECRET_KEY (the key generated client secrets
+    /// are stored under).
+    ClientSecretKey,
 }
 
 #[tokio::main]
@@ -92,6 +110,9 @@ async fn main() -> anyhow::Result<()> {
             let pem = std::io::read_to_string(std::io::stdin()).context("failed to read a PEM key from stdin")?;
             print!("{}", auth::keys::public_key_pem(&pem)?);
         }
+        Command::Keys(KeysCommand::ClientSecretKey) => {
+            println!("{}", auth::clients::ClientSecretKey::generate_text())
+        }
         Command::Openapi => println!("{}", order_service::http::openapi_json()),
         // Administrative commands need only the database.
         Command::Migrate => {
@@ -99,17 +120,45 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
         }
         Command::Clients(ClientsCommand::Create { customer_id, scope, client_id, client_secret, replace }) => {
+            let key = settings::or_exit(
+                {
+                    let mut env = settings::Env::from_process();
+                    let key = order_service::config::client_secret_key(&mut env);
+                    env.finish().map(|()| key)
+                },
+                "order-service",
+            );
             // Directly, not through DATABASE_POOLER: the process exits right after
             // the write, before a pooled checkout's transaction would be committed.
             let pool = database_only()?.direct_pool(1)?;
             let chosen = client_secret.is_some();
-            let created = auth::clients::create(&pool, customer_id, &scope, client_id, client_secret, replace).await?;
+            if !chosen && key.is_none() {
+                eprintln!("note: CLIENT_SECRET_KEY is not set, so the generated secret is stored with argon2id");
+            }
+            let created = auth::clients::create_with_key(
+                &pool,
+                customer_id,
+                &scope,
+                client_id,
+                client_secret,
+                replace,
+                key.as_ref(),
+            )
+            .await?;
             let mut shown = serde_json::to_value(&created)?;
             if chosen {
                 // The caller already has the secret it chose: never echo it into a log.
                 shown.as_object_mut().expect("a client is an object").remove("client_secret");
             }
             println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        Command::Clients(ClientsCommand::Disable { client_id }) => {
+            auth::clients::set_disabled(&database_only()?.direct_pool(1)?, &client_id, true).await?;
+            eprintln!("client {client_id} disabled; its tokens stop working within CLIENT_REVOCATION_REFRESH");
+        }
+        Command::Clients(ClientsCommand::Enable { client_id }) => {
+            auth::clients::set_disabled(&database_only()?.direct_pool(1)?, &client_id, false).await?;
+            eprintln!("client {client_id} enabled");
         }
         Command::Serve | Command::StatusConsumer => {
             let role = if matches!(command, Command::Serve) { Role::Api } else { Role::StatusConsumer };

@@ -23,8 +23,11 @@ pub const STATUS_CHANGES: Metric = Metric::counter(
 pub const DELIVERY_DURATION: Metric =
     Metric::histogram("order_delivery_duration_seconds", "Time from an order's placement to its delivery", &[]);
 pub const TOKENS_ISSUED: Metric = Metric::counter("auth_tokens_issued_total", "Access tokens issued", &[]);
-pub const TOKEN_FAILURES: Metric =
-    Metric::counter("auth_token_failures_total", "Refused token requests, by reason", &["reason"]);
+pub const TOKEN_FAILURES: Metric = Metric::counter(
+    "auth_token_failures_total",
+    "Refused token requests, by reason: invalid_client, disabled, rate_limited (429), busy (503)",
+    &["reason"],
+);
 pub const SSE_STREAMS_OPEN: Metric = Metric::gauge("sse_streams_open", "Live streams open in this process", &[]);
 pub const SSE_EVENTS_SENT: Metric = Metric::counter("sse_events_sent_total", "Server-Sent Events sent", &[]);
 pub const REDIS_UP: Metric =
@@ -59,7 +62,9 @@ pub fn declare() {
             STATUS_CHANGES.counter_with(&[status.as_str()]).increment(0);
         }
     }
-    TOKEN_FAILURES.counter_with(&["invalid_client"]).increment(0);
+    for reason in ["invalid_client", "disabled", "rate_limited", "busy"] {
+        TOKEN_FAILURES.counter_with(&[reason]).increment(0);
+    }
 }
 
 /// Gauges that need a query: pool, outbox backlog, orders by status, queue

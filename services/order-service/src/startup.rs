@@ -16,7 +16,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use web::Accepting;
 
 use crate::{
-    auth::KeySet,
+    auth::{KeySet, Revocations, limits::KeyedLimiter},
     config::{ApiSettings, Settings},
     http::{self, AppState, Auth, Intake, Live, Operations},
     idempotency::Idempotency,
@@ -38,6 +38,7 @@ pub struct Application {
     api: Option<Api>,
     status_consumer_enabled: bool,
     accepting: Accepting,
+    serve: web::serve::ServeSettings,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -49,6 +50,9 @@ struct Api {
     live: LiveHub,
     /// The pool the live hub LISTENs on (a direct connection).
     listen_pool: sqlx::PgPool,
+    /// Disabled clients, refreshed in the background.
+    revocations: Revocations,
+    revocation_refresh: std::time::Duration,
 }
 
 impl Application {
@@ -87,7 +91,12 @@ impl Application {
                 let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), api_settings.relay.clone()));
                 let idempotency = connect_redis(api_settings);
                 ops.redis = Some(idempotency.clone());
-                let live = LiveHub::new(api_settings.sse_max_streams);
+                // Refused tokens from the first request on: read the set before serving.
+                let revocations = Revocations::default();
+                if let Err(e) = revocations.refresh_once(&pool).await {
+                    tracing::warn!(error = %e, "cannot read the disabled clients yet; the background refresh retries");
+                }
+                let live = LiveHub::new(api_settings.sse_max_streams, api_settings.sse_max_streams_per_customer);
                 let state = AppState {
                     db: pool.clone(),
                     auth: Arc::new(Auth {
@@ -99,6 +108,11 @@ impl Application {
                         .context("JWT_PRIVATE_KEY: cannot load the signing keys")?,
                         token_ttl: api_settings.jwt.ttl,
                         hash_limiter: Arc::new(Semaphore::new(api_settings.hash_concurrency)),
+                        hash_wait: api_settings.hash_wait,
+                        client_limit: KeyedLimiter::per_minute(api_settings.rate_per_client),
+                        address_limit: KeyedLimiter::per_minute(api_settings.rate_per_address),
+                        secret_key: api_settings.client_secret_key.clone(),
+                        revocations: revocations.clone(),
                     }),
                     intake: Arc::new(Intake {
                         idempotency,
@@ -114,7 +128,14 @@ impl Application {
                     },
                     ops: ops.clone(),
                 };
-                let api = Api { relay, relay_enabled: api_settings.relay_enabled, live, listen_pool: direct.clone() };
+                let api = Api {
+                    relay,
+                    relay_enabled: api_settings.relay_enabled,
+                    live,
+                    listen_pool: direct.clone(),
+                    revocations,
+                    revocation_refresh: api_settings.revocation_refresh,
+                };
                 (http::router(state, settings.request_timeout), Some(api))
             }
             None => (http::operations_router(ops.clone(), settings.request_timeout), None),
@@ -131,6 +152,7 @@ impl Application {
             api,
             status_consumer_enabled: settings.status_consumer_enabled,
             accepting,
+            serve: settings.serve.clone(),
             shutdown_timeout: settings.shutdown_timeout,
         })
     }
@@ -146,6 +168,11 @@ impl Application {
     /// The relay, for tests that drive it step by step (API processes only).
     pub fn relay(&self) -> Arc<Relay> {
         self.api.as_ref().expect("an API process has a relay").relay.clone()
+    }
+
+    /// The revocation set, whose refresh step tests drive (API processes only).
+    pub fn revocations(&self) -> Revocations {
+        self.api.as_ref().expect("an API process has a revocation set").revocations.clone()
     }
 
     /// The housekeeping step, for tests.
@@ -184,6 +211,9 @@ impl Application {
             });
             let (live, pool) = (api.live.clone(), api.listen_pool.clone());
             background.spawn("live-updates", move |token| live.listen(pool, token));
+            let (revocations, pool, every) =
+                (api.revocations.clone(), self.janitor.pool.clone(), api.revocation_refresh);
+            background.spawn("revocations", move |token| async move { revocations.run(pool, every, token).await });
             if api.relay_enabled {
                 let (relay, drain) = (api.relay.clone(), self.shutdown_timeout / 2);
                 background.spawn_last("outbox-relay", move |token| relay.run(token, drain));
@@ -193,6 +223,7 @@ impl Application {
             "order-service",
             self.listener,
             self.router,
+            &self.serve,
             background,
             self.accepting,
             stop,

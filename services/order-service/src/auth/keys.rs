@@ -78,6 +78,8 @@ pub enum TokenError {
     WrongIssuerOrAudience,
     #[error("the token signature is invalid")]
     Signature,
+    #[error("the token's client is disabled")]
+    ClientDisabled,
 }
 
 /// Signs and verifies access tokens.

@@ -1,11 +1,15 @@
 //! OAuth2 client credentials and JWT access tokens: the key set that signs and
-//! verifies tokens ([`keys`]), and the registered clients with their
-//! argon2id-hashed secrets ([`clients`]). The HTTP side lives in `http::auth`.
+//! verifies tokens ([`keys`]), the registered clients with their hashed
+//! secrets ([`clients`]), the set of disabled clients ([`revocations`]) and
+//! the token endpoint's rate limits ([`limits`]). The HTTP side lives in `http::auth`.
 
 pub mod clients;
 pub mod keys;
+pub mod limits;
+pub mod revocations;
 
 pub use keys::{Claims, KeySet, TokenError};
+pub use revocations::Revocations;
 
 /// Scopes this service knows. A token carries a subset of its client's scopes.
 pub const SCOPE_READ: &str = "orders:read";

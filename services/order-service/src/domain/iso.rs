@@ -27,6 +27,16 @@ pub fn is_currency(code: &str) -> bool {
     code.len() == 3 && listed(CURRENCIES, code)
 }
 
+/// Every active ISO 4217 currency code (for the OpenAPI document).
+pub fn currencies() -> impl Iterator<Item = &'static str> {
+    CURRENCIES.split_ascii_whitespace()
+}
+
+/// Every ISO 3166-1 alpha-2 country code (for the OpenAPI document).
+pub fn countries() -> impl Iterator<Item = &'static str> {
+    COUNTRIES.split_ascii_whitespace()
+}
+
 /// Is `code` an ISO 3166-1 alpha-2 country code (upper case)?
 pub fn is_country(code: &str) -> bool {
     code.len() == 2 && listed(COUNTRIES, code)

@@ -3,7 +3,9 @@
 //! The body is walked as JSON rather than deserialised into a struct, so that
 //! one response can name every bad field (with its path, e.g.
 //! `items[2].quantity`) and unknown fields, instead of stopping at the first
-//! serde error. Text is trimmed before it is checked and stored.
+//! serde error. Text is trimmed before it is checked and stored; its length
+//! limit counts the white space around it too. The OpenAPI document states
+//! these rules exactly (`http::contract`).
 
 use envelope::{Address, LineItem};
 use serde_json::{Map, Value};
@@ -81,11 +83,13 @@ impl Checker {
             self.fail(field, "must be a string");
             return None;
         };
+        // The limit counts surrounding white space too, as the OpenAPI schema's maxLength does.
+        let length = s.chars().count();
         let s = s.trim();
         if s.is_empty() {
             self.fail(field, "must not be empty");
             None
-        } else if s.chars().count() > max {
+        } else if length > max {
             self.fail(field, format!("must be at most {max} characters"));
             None
         } else if s.chars().any(char::is_control) {
@@ -100,7 +104,8 @@ impl Checker {
         let field = join(path, key);
         match map.get(key) {
             None | Some(Value::Null) => self.fail(&field, "is required"),
-            Some(v) => match v.as_u64() {
+            // JSON has one number type: 2.0 is the whole number 2 (as JSON Schema says).
+            Some(v) => match v.as_u64().or_else(|| whole(v.as_f64()?)) {
                 Some(n) if (min..=max).contains(&n) => return Some(n),
                 _ if v.is_number() => self.fail(&field, format!("must be a whole number from {min} to {max}")),
                 _ => self.fail(&field, "must be a number"),
@@ -108,6 +113,11 @@ impl Checker {
         }
         None
     }
+}
+
+/// `f` as a whole number, if it is one (and not negative).
+fn whole(f: f64) -> Option<u64> {
+    (f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f)).then_some(f as u64)
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -231,6 +241,16 @@ mod tests {
         let mut body = valid();
         body["shipping_address"]["city"] = json!("  London  ");
         assert_eq!(validate_new_order(&body).unwrap().shipping_address.city, "London");
+    }
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_whole_numbers() {
+        let mut body = valid();
+        body["items"][0]["quantity"] = json!(2.0);
+        body["items"][0]["unit_price_minor"] = json!(1.299e3);
+        assert_eq!(validate_new_order(&body).unwrap().total_minor(), 2598);
+        body["items"][0]["quantity"] = json!(2.5);
+        assert_eq!(fields(body), ["items[0].quantity"]);
     }
 
     #[test]

@@ -3,8 +3,17 @@
 //!
 //! Errors here follow RFC 6749 section 5.2 (`{"error", "error_description"}`),
 //! not problem+json, because OAuth2 client libraries expect that shape.
+//!
+//! The endpoint cannot be used to starve others: requests are limited per
+//! source address (the socket's: behind a proxy, the proxy's) and, once the
+//! client id is known to be well-formed, per client id, answering 429
+//! `slow_down` with `Retry-After`; a generated secret is checked with one
+//! HMAC (no shared resource at all), and a wait for one of the few argon2
+//! slots is bounded by `AUTH_HASH_WAIT`, then 503 `temporarily_unavailable`
+//! with `Retry-After`. A malformed client id is refused before it is looked
+//! up or logged. A disabled client gets `invalid_client`.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
 use axum::{
     Json,
@@ -18,11 +27,43 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
-use crate::{auth::clients, metrics};
+use super::{AppState, extract::SourceAddr};
+use crate::{
+    auth::{
+        clients::{self, Check},
+        limits::RetryAfter,
+    },
+    metrics,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(issue_token)).routes(routes!(jwks))
+}
+
+/// The form of a token request (documentation only: the handler reads the raw
+/// form, refusing repeated parameters). The client authenticates with HTTP
+/// Basic, or with `client_id` and `client_secret` here, not both.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    #[schema(schema_with = grant_type)]
+    grant_type: String,
+    /// Space-separated scopes, a subset of the client's (default: all of them).
+    #[schema(example = "orders:read", nullable = false)]
+    scope: Option<String>,
+    /// 1..=64 of `[A-Za-z0-9._-]`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", max_length = 64, min_length = 1, nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+}
+
+fn grant_type() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::Type::String))
+        .enum_values(Some(["client_credentials"]))
+        .build()
 }
 
 /// A successful token response (RFC 6749 section 5.1).
@@ -46,11 +87,14 @@ pub struct OAuthError {
     #[serde(skip)]
     #[schema(ignore)]
     status: StatusCode,
+    #[serde(skip)]
+    #[schema(ignore)]
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self { error, error_description: description.into(), status }
+        Self { error, error_description: description.into(), status, retry_after: None }
     }
     fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
@@ -58,11 +102,24 @@ impl OAuthError {
     fn invalid_client() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.")
     }
+    fn slow_down(wait: RetryAfter) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "Too many token requests; retry later.");
+        e.retry_after = Some(wait.seconds());
+        e
+    }
+    fn unavailable(retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "Try again shortly.");
+        e.retry_after = Some(retry_after);
+        e
+    }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut response = (self.status, no_store(), Json(&self)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -113,6 +170,14 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     Ok(form)
 }
 
+/// A 429 for a request over a rate limit.
+fn refused(reason: &'static str, wait: RetryAfter) -> OAuthError {
+    // Debug only: under a flood, one line per refusal would flood the logs too.
+    tracing::debug!(retry_after_s = wait.seconds(), "token request over its rate limit");
+    metrics::TOKEN_FAILURES.counter_with(&[reason]).increment(1);
+    OAuthError::slow_down(wait)
+}
+
 /// Issue an access token (OAuth2 client credentials grant).
 ///
 /// The client authenticates with HTTP Basic or with `client_id` and
@@ -120,19 +185,28 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
 /// of the client's scopes; without it the token gets all of them.
 #[utoipa::path(
     post, path = "/auth/token", tag = "auth",
-    request_body(content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials[&scope=...][&client_id=...&client_secret=...]"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials[&scope=...][&client_id=...&client_secret=...]"),
     responses(
         (status = 200, description = "Token issued", body = TokenResponse),
         (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = OAuthError),
-        (status = 401, description = "invalid_client", body = OAuthError),
+        (status = 401, description = "invalid_client (also for a disabled client)", body = OAuthError),
+        (status = 429, description = "slow_down: over the rate limit of this client id or source address", body = OAuthError,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "temporarily_unavailable: no password-hash slot in time", body = OAuthError,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-#[tracing::instrument(name = "auth.token", skip_all, fields(client_id))]
+#[tracing::instrument(name = "auth.token", skip_all, fields(client_id, source))]
 pub async fn issue_token(
     State(state): State<AppState>,
+    SourceAddr(source): SourceAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
+    if let Some(ip) = source {
+        tracing::Span::current().record("source", tracing::field::display(ip));
+        state.auth.address_limit.check(&ip, Instant::now()).map_err(|wait| refused("rate_limited", wait))?;
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request("The body must be application/x-www-form-urlencoded."));
@@ -149,7 +223,13 @@ pub async fn issue_token(
         (None, (Some(_), None)) => return Err(OAuthError::invalid_client()),
         (None, _) => return Err(OAuthError::invalid_client()),
     };
+    // Nothing unchecked from the request reaches a lookup, a limiter or a log.
+    if !clients::valid_id(&client_id) {
+        metrics::TOKEN_FAILURES.counter_with(&["invalid_client"]).increment(1);
+        return Err(OAuthError::invalid_client());
+    }
     tracing::Span::current().record("client_id", client_id.as_str());
+    state.auth.client_limit.check(&client_id, Instant::now()).map_err(|wait| refused("rate_limited", wait))?;
 
     match form.get("grant_type").map(String::as_str) {
         None => return Err(OAuthError::invalid_request("grant_type is required.")),
@@ -167,17 +247,32 @@ pub async fn issue_token(
         tracing::error!(error = %e, "client lookup failed");
         OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "Try again shortly.")
     })?;
-    // Check a hash even for unknown ids, so timing does not reveal which ids exist.
-    let hash = client.as_ref().map(|c| c.secret_hash.clone()).unwrap_or_else(|| clients::decoy_hash().to_owned());
-    let permit = state.auth.hash_limiter.clone().acquire_owned().await.expect("semaphore is never closed");
-    let matches = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        clients::verify_secret(&hash, &secret)
-    })
-    .await
-    .unwrap_or(false);
+    let matches = match clients::check(client.as_ref(), state.auth.secret_key.as_ref())(&secret) {
+        Check::Done(matches) => matches,
+        Check::Argon2(hash) => {
+            // Unknown ids are checked against a decoy hash too, so timing does not reveal which ids exist.
+            let slot = tokio::time::timeout(state.auth.hash_wait, state.auth.hash_limiter.clone().acquire_owned());
+            let Ok(permit) = slot.await else {
+                tracing::warn!("no argon2 slot within AUTH_HASH_WAIT; refusing");
+                metrics::TOKEN_FAILURES.counter_with(&["busy"]).increment(1);
+                return Err(OAuthError::unavailable(1));
+            };
+            let permit = permit.expect("semaphore is never closed");
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                clients::verify_secret(&hash, &secret)
+            })
+            .await
+            .unwrap_or(false)
+        }
+    };
     let client = match client {
-        Some(c) if matches => c,
+        Some(c) if matches && !c.disabled => c,
+        Some(c) if matches => {
+            tracing::info!(client_id = %c.client_id, "refused a token to a disabled client");
+            metrics::TOKEN_FAILURES.counter_with(&["disabled"]).increment(1);
+            return Err(OAuthError::invalid_client());
+        }
         _ => {
             tracing::info!("client authentication failed");
             metrics::TOKEN_FAILURES.counter_with(&["invalid_client"]).increment(1);

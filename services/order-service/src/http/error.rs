@@ -35,6 +35,8 @@ pub enum ApiError {
     IdempotencyMismatch,
     #[error("too many open event streams")]
     TooManyStreams,
+    #[error("this customer holds too many open event streams")]
+    TooManyCustomerStreams,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -91,6 +93,13 @@ impl ApiError {
                 "This server holds as many live streams as it may; retry shortly or poll GET /orders/{id}.",
             )
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")),
+            ApiError::TooManyCustomerStreams => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-streams", "Too Many Streams")
+                    .with_detail(
+                        "This customer holds as many live streams as it may; close one, or poll GET /orders/{id}.",
+                    )
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+            }
             ApiError::Database(sqlx::Error::PoolTimedOut) => {
                 Problem::unavailable("The service is overloaded; retry shortly.")
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))

@@ -1,7 +1,8 @@
 //! The `AuthUser` extractor: a verified Bearer token, so handlers never parse
 //! headers or check signatures themselves. The header is parsed by axum-extra's
 //! typed `Authorization<Bearer>`; a missing or non-Bearer header is 401 with a
-//! Bearer challenge.
+//! Bearer challenge. A token of a disabled client (the in-memory revocation
+//! set, no database read) is 401 too.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use axum_extra::{
@@ -41,7 +42,23 @@ impl FromRequestParts<AppState> for AuthUser {
                 }
             })?;
         let claims = state.auth.keys.verify(bearer.token())?;
+        if state.auth.revocations.is_revoked(&claims.sub) {
+            return Err(TokenError::ClientDisabled.into());
+        }
         tracing::Span::current().record("client_id", claims.sub.as_str());
         Ok(AuthUser(claims))
+    }
+}
+
+/// The source address of the request as the socket saw it (behind a proxy,
+/// the proxy's): `None` when the router is called without a socket (tests).
+pub struct SourceAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(SourceAddr(peer.map(|c| c.0.ip())))
     }
 }

@@ -2,13 +2,14 @@
 //! and the OpenAPI document generated from the handlers' annotations.
 
 pub mod auth;
+pub mod contract;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
 pub mod orders;
 
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use axum::{Router, extract::FromRef};
 use messaging::Publisher;
@@ -21,7 +22,11 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use web::Accepting;
 
-use crate::{auth::KeySet, idempotency::Idempotency, live::LiveHub};
+use crate::{
+    auth::{KeySet, Revocations, clients::ClientSecretKey, limits::KeyedLimiter},
+    idempotency::Idempotency,
+    live::LiveHub,
+};
 
 /// What handlers share, in a few cohesive parts; cheap to clone.
 #[derive(Clone)]
@@ -41,6 +46,16 @@ pub struct Auth {
     pub token_ttl: Duration,
     /// Bounds concurrent argon2 checks (CPU and ~19 MiB each).
     pub hash_limiter: Arc<Semaphore>,
+    /// Longest wait for an argon2 slot; then 503.
+    pub hash_wait: Duration,
+    /// Token requests per client id.
+    pub client_limit: KeyedLimiter<String>,
+    /// Token requests per source address.
+    pub address_limit: KeyedLimiter<IpAddr>,
+    /// Key of HMAC-stored generated secrets.
+    pub secret_key: Option<ClientSecretKey>,
+    /// Disabled clients, whose tokens are refused.
+    pub revocations: Revocations,
 }
 
 /// Placing orders.

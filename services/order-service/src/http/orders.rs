@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use web::FieldError;
 
-use super::{AppState, error::ApiError, extract::AuthUser};
+use super::{AppState, contract, error::ApiError, extract::AuthUser};
 use crate::{
     auth::{SCOPE_READ, SCOPE_WRITE},
     domain::{HistoryEntry, NewOrder, Order, OrderStatus, Shipment, order::OrderPage, validate_new_order},
@@ -87,7 +87,8 @@ fn created_response(stored: &StoredResponse, replayed: bool) -> Response {
 /// double-submit window is answered with the first order.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..=255 printable ASCII; kept 24 h per customer")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~](?:[ -~]*[!-~])?$", min_length = 1, max_length = 255,
+        description = "1..=255 printable ASCII; kept 24 h per customer")),
     request_body(content = NewOrderBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Order placed (or replayed)", body = Order, headers(("Location" = String, description = "/orders/{id}"))),
@@ -231,15 +232,56 @@ fn new_order_record(id: Uuid, customer_id: Uuid, new: &NewOrder, now: chrono::Da
 }
 
 /// Body of `POST /orders` (documentation only: the handler validates the raw
-/// JSON so it can report every bad field at once).
+/// JSON so it can report every bad field at once). Every constraint of
+/// `domain::validation` is stated here, and no other, so that a request is
+/// valid by this schema exactly when the API accepts it: a schema fuzzer checks
+/// both directions (tests/e2e/fuzz.rs).
 #[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct NewOrderBody {
-    #[schema(example = "EUR")]
+    /// An active ISO 4217 currency code.
+    #[schema(schema_with = contract::currency)]
     currency: String,
     #[schema(min_items = 1, max_items = 100)]
-    items: Vec<envelope::LineItem>,
-    shipping_address: envelope::Address,
+    items: Vec<NewLineItem>,
+    shipping_address: NewAddress,
+}
+
+/// One line of a new order.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewLineItem {
+    /// `[A-Za-z0-9._-]`; surrounding white space is trimmed.
+    #[schema(schema_with = contract::sku)]
+    sku: String,
+    #[schema(minimum = 1, maximum = 999)]
+    quantity: u32,
+    /// Price of one unit in minor units of the order's currency.
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    unit_price_minor: i64,
+}
+
+/// Where a new order ships to. Text is trimmed; what remains must not be
+/// empty or hold control characters.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewAddress {
+    #[schema(schema_with = contract::text)]
+    name: String,
+    #[schema(schema_with = contract::text)]
+    line1: String,
+    #[schema(schema_with = contract::optional_text)]
+    line2: Option<String>,
+    #[schema(schema_with = contract::text)]
+    city: String,
+    #[schema(schema_with = contract::text)]
+    postal_code: String,
+    /// An ISO 3166-1 alpha-2 country code, upper case.
+    #[schema(schema_with = contract::country)]
+    country: String,
 }
 
 /// Get one of the caller's orders.
@@ -269,8 +311,8 @@ pub async fn get_order(
 #[utoipa::path(
     get, path = "/orders", tag = "orders",
     params(
-        ("limit" = Option<u32>, Query, description = "Page size, 1..=100 (default 20)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{21}[AQgw]$", description = "`next_cursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),

@@ -104,3 +104,49 @@ async fn streams_are_private_and_limited() {
     }
     assert!(reopened.is_some(), "the slot was released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_customer_cannot_take_every_stream() {
+    let env = vec![("SSE_MAX_STREAMS".into(), "10".into()), ("SSE_MAX_STREAMS_PER_CUSTOMER".into(), "2".into())];
+    let app = spawn_app_with(Options { env, ..Default::default() }).await;
+    let (alice, _) = app.customer().await;
+    let (bob, _) = app.customer().await;
+    let alice_order = place(&app, &alice).await;
+    let bob_order = place(&app, &bob).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let resp = open(&app, &alice, alice_order, None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        held.push(resp);
+    }
+    let resp = open(&app, &alice, alice_order, None).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    let body = problem(resp, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(body["type"].as_str().unwrap().ends_with("too-many-streams"), "{body}");
+    let resp = open(&app, &bob, bob_order, None).await;
+    assert_eq!(resp.status(), StatusCode::OK, "another customer is not held back");
+    drop(held.pop());
+    let reopened = testkit::eventually(Duration::from_secs(5), Duration::from_millis(100), || async {
+        let resp = open(&app, &alice, alice_order, None).await;
+        (resp.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(reopened.is_some(), "a closed stream frees its customer's slot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_when_its_token_expires() {
+    let env = vec![("JWT_TTL".into(), "3s".into()), ("SSE_KEEPALIVE".into(), "1s".into())];
+    let app = spawn_app_with(Options { env, ..Default::default() }).await;
+    let (token, _) = app.customer().await;
+    let id = place(&app, &token).await;
+    let resp = open(&app, &token, id, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let opened = std::time::Instant::now();
+    let mut events = resp.bytes_stream().eventsource();
+    assert_eq!(next(&mut events).await.unwrap().id, "1");
+    // Nothing else happens to the order; the stream still ends at the token's `exp`.
+    assert!(next(&mut events).await.is_none(), "the stream ends");
+    let lasted = opened.elapsed();
+    assert!(lasted <= Duration::from_secs(4), "the stream outlived its token: {lasted:?}");
+}

@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 pub const ORDERS_QUEUE: &str = "orders-queue.fifo";
 pub const STATUS_QUEUE: &str = "delivery-status-queue.fifo";
+/// The `CLIENT_SECRET_KEY` of apps under test.
+pub const TEST_CLIENT_SECRET_KEY: &str = "test-client-secret-key-0123456789abcdef";
 
 pub struct TestApp {
     pub address: String,
@@ -24,6 +26,10 @@ pub struct TestApp {
     pub stop: CancellationToken,
     pub relay: std::sync::Arc<outbox::Relay>,
     pub janitor: std::sync::Arc<order_service::janitor::Janitor>,
+    /// The disabled-client set, whose refresh step tests drive.
+    pub revocations: order_service::auth::Revocations,
+    /// The key generated client secrets are stored under.
+    pub secret_key: Option<order_service::auth::clients::ClientSecretKey>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -58,6 +64,7 @@ pub fn base_env(db: &TestDb, queues: &TestQueues, keys_pem: &str) -> Vec<(String
         ("OUTBOX_POLL_INTERVAL", "100ms".to_owned()),
         ("OUTBOX_BREAKER_COOLDOWN", "200ms".to_owned()),
         ("SHUTDOWN_TIMEOUT", "10s".to_owned()),
+        ("CLIENT_SECRET_KEY", TEST_CLIENT_SECRET_KEY.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -75,7 +82,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     env.extend(options.env);
     let mut settings = Settings::from_env(settings::Env::from_pairs(env), Role::Api).expect("valid test settings");
     settings.api.as_mut().expect("an API process").relay_enabled = options.relay_loop;
+    let secret_key = settings.api.as_ref().and_then(|api| api.client_secret_key.clone());
     let app = Application::build(settings).await.expect("build app");
+    let revocations = app.revocations();
     let address = format!("http://127.0.0.1:{}", app.port());
     let relay = app.relay();
     let status_consumer = app.status_consumer();
@@ -93,6 +102,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         status_queue,
         status_consumer,
         janitor,
+        revocations,
+        secret_key,
         http: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         keys_pem,
         stop,
@@ -126,7 +137,17 @@ impl TestApp {
     pub async fn create_client(&self, scope: &str) -> TestClient {
         let pool = self.db.pool().await;
         let customer_id = Uuid::now_v7();
-        let created = order_service::auth::clients::create(&pool, customer_id, scope, None, None, false).await.unwrap();
+        let created = order_service::auth::clients::create_with_key(
+            &pool,
+            customer_id,
+            scope,
+            None,
+            None,
+            false,
+            self.secret_key.as_ref(),
+        )
+        .await
+        .unwrap();
         TestClient { client_id: created.client_id, secret: created.client_secret, customer_id }
     }
 

@@ -2,6 +2,7 @@
 //! and SQS emulator on loopback. Each test starts its own application on port 0
 //! with its own database and queues (see `helpers`).
 
+mod abuse;
 mod auth;
 mod cli;
 mod events;
