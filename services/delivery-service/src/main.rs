@@ -5,6 +5,9 @@
 //! delivery-service            # serve: consumer, scheduler, outbox relay, HTTP on :8081
 //! delivery-service migrate    # apply database migrations and exit
 //! delivery-service openapi    # print the OpenAPI document of the operator API
+//! delivery-service dlq redrive [--dry-run]       # orders DLQ -> orders queue
+//! delivery-service outbox parked                 # list parked outbox rows
+//! delivery-service outbox requeue [ID|--all]     # re-queue parked rows
 //! ```
 
 use anyhow::Context;
@@ -29,8 +32,41 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit (needs only DATABASE_URL).
     Migrate,
+    /// Operate on the dead-letter queue of the queue this service consumes.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Inspect and re-queue parked outbox rows.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Print the OpenAPI document of the operator API.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Move every message of the dead-letter queue of ORDERS_QUEUE (the queue
+    /// this service consumes) back to it, with its message group and a fresh
+    /// deduplication id; prints what moved. Needs only the SQS settings.
+    Redrive {
+        /// Only list what would move.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List the outbox rows parked after OUTBOX_MAX_ATTEMPTS refusals by SQS.
+    Parked,
+    /// Re-queue parked rows (attempts start again from 0); prints the ids.
+    Requeue {
+        /// The parked row's id (from `outbox parked`).
+        #[arg(required_unless_present = "all")]
+        id: Option<i64>,
+        /// Every parked row.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +89,36 @@ async fn main() -> anyhow::Result<()> {
             Application::build(settings).await?.run_until_stopped(shutdown::on_signal()).await?
         }
         Command::Openapi => println!("{}", delivery_service::http::openapi_json()),
+        Command::Dlq(DlqCommand::Redrive { dry_run }) => {
+            let mut env = settings::Env::from_process();
+            let sqs = messaging::SqsSettings::from_env(&mut env);
+            let queue = env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned());
+            settings::or_exit(env.finish(), "delivery-service");
+            let report = messaging::redrive(&messaging::connect(&sqs).await, &queue, dry_run).await?;
+            print!("{report}");
+            anyhow::ensure!(report.failed.is_empty(), "some messages could not be moved");
+        }
+        Command::Outbox(command) => {
+            let database = settings::or_exit(DatabaseSettings::from_process(DEFAULT_DATABASE), "delivery-service");
+            let pool = database.pool()?;
+            match command {
+                OutboxCommand::Parked => {
+                    let rows = outbox::parked(&pool).await?;
+                    println!("{} parked outbox row(s)", rows.len());
+                    for row in rows {
+                        println!("  {row}");
+                    }
+                }
+                OutboxCommand::Requeue { id, all: _ } => {
+                    let which = id.map_or(outbox::Requeue::All, outbox::Requeue::One);
+                    let ids = outbox::requeue(&pool, which).await?;
+                    println!("re-queued {} outbox row(s): {ids:?}", ids.len());
+                    if let Some(id) = id {
+                        anyhow::ensure!(!ids.is_empty(), "no parked outbox row {id}");
+                    }
+                }
+            }
+        }
     }
     telemetry.shutdown();
     Ok(())

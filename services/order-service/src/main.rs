@@ -9,6 +9,9 @@
 //! order-service clients create --customer-id UUID --scope "orders:read orders:write"
 //! order-service keys generate         # print a new Ed25519 private key (PEM)
 //! order-service openapi               # print the OpenAPI document
+//! order-service dlq redrive [--dry-run]  # delivery-status DLQ -> its queue
+//! order-service outbox parked         # list parked outbox rows
+//! order-service outbox requeue [ID|--all]
 //! ```
 
 use anyhow::Context;
@@ -43,6 +46,12 @@ enum Command {
     /// Manage JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Operate on the dead-letter queue of the queue this service consumes.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Inspect and re-queue parked outbox rows.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -79,6 +88,33 @@ enum KeysCommand {
     Public,
 }
 
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Move every message of the dead-letter queue of DELIVERY_STATUS_QUEUE (the queue
+    /// this service consumes) back to it, with its message group and a fresh
+    /// deduplication id; prints what moved. Needs only the SQS settings.
+    Redrive {
+        /// Only list what would move.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List the outbox rows parked after OUTBOX_MAX_ATTEMPTS refusals by SQS.
+    Parked,
+    /// Re-queue parked rows (attempts start again from 0); prints the ids.
+    Requeue {
+        /// The parked row's id (from `outbox parked`).
+        #[arg(required_unless_present = "all")]
+        id: Option<i64>,
+        /// Every parked row.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -109,6 +145,13 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
+        Command::Dlq(DlqCommand::Redrive { dry_run }) => {
+            let (sqs, queue) = sqs_only("DELIVERY_STATUS_QUEUE", "delivery-status-queue.fifo");
+            let report = messaging::redrive(&messaging::connect(&sqs).await, &queue, dry_run).await?;
+            print!("{report}");
+            anyhow::ensure!(report.failed.is_empty(), "some messages could not be moved");
+        }
+        Command::Outbox(command) => outbox_admin(&database_only()?.pool()?, command).await?,
         Command::Serve | Command::StatusConsumer => {
             let role = if matches!(command, Command::Serve) { Role::Api } else { Role::StatusConsumer };
             let telemetry =
@@ -117,6 +160,37 @@ async fn main() -> anyhow::Result<()> {
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown::on_signal()).await?;
             telemetry.shutdown();
+        }
+    }
+    Ok(())
+}
+
+/// The SQS settings and the name of the queue in `var` alone, or exit 2.
+fn sqs_only(var: &str, default: &str) -> (messaging::SqsSettings, String) {
+    let mut env = settings::Env::from_process();
+    let sqs = messaging::SqsSettings::from_env(&mut env);
+    let queue = env.get(var, default.to_owned());
+    settings::or_exit(env.finish(), "order-service");
+    (sqs, queue)
+}
+
+/// `outbox parked` / `outbox requeue`: prints what it found or did.
+async fn outbox_admin(pool: &sqlx::PgPool, command: OutboxCommand) -> anyhow::Result<()> {
+    match command {
+        OutboxCommand::Parked => {
+            let rows = outbox::parked(pool).await?;
+            println!("{} parked outbox row(s)", rows.len());
+            for row in rows {
+                println!("  {row}");
+            }
+        }
+        OutboxCommand::Requeue { id, all: _ } => {
+            let which = id.map_or(outbox::Requeue::All, outbox::Requeue::One);
+            let ids = outbox::requeue(pool, which).await?;
+            println!("re-queued {} outbox row(s): {ids:?}", ids.len());
+            if let Some(id) = id {
+                anyhow::ensure!(!ids.is_empty(), "no parked outbox row {id}");
+            }
         }
     }
     Ok(())
