@@ -5,6 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 mod controller;
+mod faults;
 mod observability;
 mod schema;
 mod traces;
