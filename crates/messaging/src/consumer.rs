@@ -141,12 +141,17 @@ pub fn settle(disposition: Option<&Disposition>) -> Settle {
 }
 
 /// Classifies a database error: `true` when the database is unreachable or
-/// refusing work for the moment (connection refused or reset, pool timeout,
-/// shutting down, not accepting connections, too many connections), so the
-/// message should be held, not retried against its receive count.
+/// refusing work for the moment (connection refused or reset, pool timeout or
+/// closed, shutting down, not accepting connections, too many connections), so
+/// the message should be held, not retried against its receive count.
 pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // PoolClosed: the process is stopping; the held message is released, not retried.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_sqlstate(&code)),
         _ => false,
     }
@@ -749,6 +754,7 @@ mod tests {
             assert!(!transient_sqlstate(code), "{code}");
         }
         assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::PoolClosed));
         assert!(is_transient(&sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))));
         assert!(!is_transient(&sqlx::Error::RowNotFound));
     }
