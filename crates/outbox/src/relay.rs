@@ -382,3 +382,24 @@ async fn shutdown_drain(relay: &Relay, limit: Duration) -> bool {
     };
     tokio::time::timeout(limit, drain).await.unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_and_parking_come_from_the_environment_and_are_checked() {
+        let mut env = settings::Env::from_pairs([("OUTBOX_LEASE", "90s"), ("OUTBOX_MAX_ATTEMPTS", "3")]);
+        let c = RelayConfig::from_env(&mut env);
+        assert!(env.finish().is_ok());
+        assert_eq!((c.lease, c.max_attempts), (Duration::from_secs(90), 3));
+
+        let mut env = settings::Env::from_pairs([("OUTBOX_LEASE", "0s"), ("OUTBOX_MAX_ATTEMPTS", "0")]);
+        RelayConfig::from_env(&mut env);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("OUTBOX_LEASE") && err.contains("OUTBOX_MAX_ATTEMPTS"), "{err}");
+
+        let d = RelayConfig::default();
+        assert_eq!((d.lease, d.max_attempts), (Duration::from_secs(60), 10));
+    }
+}
