@@ -10,10 +10,10 @@ export SQLX_OFFLINE ?= true
 # thrash a 2-core machine.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help run stop test test-k8s deps build lint fmt bench sqlx-prepare
+.PHONY: help run stop test test-k8s test-pgbouncer deps build lint fmt bench sqlx-prepare kind-up kind-down
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 run: ## install what is missing, start everything, place a demo order
 	@scripts/run.sh
@@ -30,7 +30,10 @@ build: ## build every crate
 test: deps test-k8s ## every test, on the real PostgreSQL, Redis and SQS emulator
 	cargo test --workspace $(CARGO_TEST_FLAGS)
 
-test-k8s: ## offline checks of the Helm chart and Dockerfile (no cluster needed)
+test-pgbouncer: deps ## the end-to-end suite again, with both services' pools through PgBouncer (transaction pooling)
+	@scripts/test-pgbouncer.sh
+
+test-k8s: ## offline checks of the chart, Dockerfile, Tiltfile, kind config, dev manifests and Compose file (no cluster needed)
 	@scripts/test-k8s.sh
 
 lint: ## formatting, clippy (warnings are errors), and .sqlx/ up to date with every query
@@ -42,6 +45,12 @@ lint: ## formatting, clippy (warnings are errors), and .sqlx/ up to date with ev
 sqlx-prepare: ## regenerate .sqlx/ after changing a query or a migration
 	@scripts/deps.sh --no-sqs
 	@scripts/sqlx.sh prepare
+
+kind-up: ## a local kind cluster with a registry, ingress-nginx and KEDA (needs docker, kind, kubectl and the internet)
+	@k8s/kind/up.sh
+
+kind-down: ## delete the kind cluster and its registry
+	@k8s/kind/down.sh
 
 fmt: ## format the code
 	cargo fmt --all

@@ -2,7 +2,10 @@
 # `make run`: installs and starts what is missing, builds and (re)starts the
 # services on 127.0.0.1, registers the demo OAuth2 client, places a demo order
 # and prints it. Safe to run again: it restarts only the orderflow services.
+# ORDERFLOW_PGBOUNCER=1: both services' pools go through PgBouncer (transaction
+# pooling) on 127.0.0.1:6432, installed and started by scripts/pgbouncer.sh.
 source "$(dirname "$0")/lib.sh"
+source "$ROOT/scripts/pgbouncer.sh"
 
 "$ROOT/scripts/deps.sh"
 
@@ -30,6 +33,18 @@ source "$PIPELINE_DIR/demo-config.env"
 set +a
 ORDERS_DATABASE_URL=$(. "$PIPELINE_DIR/demo-orders-db.env" && echo "$DATABASE_URL")
 DELIVERY_DATABASE_URL=$(. "$PIPELINE_DIR/demo-delivery-db.env" && echo "$DATABASE_URL")
+
+# PgBouncer between the pools and PostgreSQL: DATABASE_URL stays the direct
+# connection (LISTEN, migrations), DATABASE_POOLER sends the pools through it.
+POOLER=()
+if [ "${ORDERFLOW_PGBOUNCER:-0}" = "1" ]; then
+  step "starting PgBouncer (ORDERFLOW_PGBOUNCER=1): both services' pools go through 127.0.0.1:$PGBOUNCER_PORT"
+  role() { python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.unquote(p.username or "") + ":" + u.unquote(p.password or ""))' "$1"; }
+  pgbouncer_start "$(role "$ORDERS_DATABASE_URL")" "$(role "$DELIVERY_DATABASE_URL")"
+  POOLER=(DATABASE_POOLER="$PGBOUNCER_ADDR")
+elif pgbouncer_running; then
+  pgbouncer_stop
+fi
 
 KEY="$STATE_DIR/dev-jwt-signing-key.pem"
 if [ ! -f "$KEY" ]; then
@@ -66,8 +81,8 @@ start_service() {
   die "$name did not become ready within 30s"
 }
 
-start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$ORDERS_DATABASE_URL" JWT_PRIVATE_KEY_FILE="$KEY"
-start_service delivery-service 8081 HTTP_ADDR=127.0.0.1:8081 DATABASE_URL="$DELIVERY_DATABASE_URL"
+start_service order-service 8080 HTTP_ADDR=127.0.0.1:8080 DATABASE_URL="$ORDERS_DATABASE_URL" "${POOLER[@]}" JWT_PRIVATE_KEY_FILE="$KEY"
+start_service delivery-service 8081 HTTP_ADDR=127.0.0.1:8081 DATABASE_URL="$DELIVERY_DATABASE_URL" "${POOLER[@]}"
 
 step "registering the demo client (id demo, secret demo-secret; development only)"
 DATABASE_URL="$ORDERS_DATABASE_URL" JWT_PRIVATE_KEY_FILE="$KEY" LOG_FORMAT=pretty RUST_LOG=warn \

@@ -2,6 +2,7 @@
 # Stops what `make run` started: the services, the SQS emulator, and PostgreSQL
 # or Redis only if `make run` was the one that started them.
 source "$(dirname "$0")/lib.sh"
+source "$ROOT/scripts/pgbouncer.sh"
 
 stop_pidfile() {
   local name=$1 pidfile="$RUN_DIR/$1.pid"
@@ -16,6 +17,7 @@ stop_pidfile() {
 step "stopping orderflow"
 stop_pidfile delivery-service
 stop_pidfile order-service
+pgbouncer_stop
 "$ROOT/scripts/sqs-emulator.sh" stop
 if [ -f "$RUN_DIR/started-redis" ]; then
   stop_pidfile redis

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
+mod cluster;
 mod controller;
 mod faults;
 mod observability;

@@ -5,6 +5,9 @@
 //!
 //! The binaries are the ones cargo built beside this test (`cargo test
 //! --workspace` builds every binary before running any test).
+//!
+//! `TEST_DATABASE_POOLER=127.0.0.1:6432` runs the same suite with both services'
+//! pools going through PgBouncer in transaction mode (`make test-pgbouncer`).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -110,14 +113,11 @@ impl System {
 
         let common = |db: &TestDb| {
             let mut env = options.env.clone();
+            env.extend(database_env(&match options.db_password {
+                Some(pw) => db.url.replacen("postgres://postgres@", &format!("postgres://postgres:{pw}@"), 1),
+                None => db.url.clone(),
+            }));
             env.extend([
-                (
-                    "DATABASE_URL".to_owned(),
-                    match options.db_password {
-                        Some(pw) => db.url.replacen("postgres://postgres@", &format!("postgres://postgres:{pw}@"), 1),
-                        None => db.url.clone(),
-                    },
-                ),
                 ("SQS_ENDPOINT_URL".to_owned(), options.sqs_endpoint.clone().unwrap_or_else(testkit::sqs_endpoint)),
                 ("ORDERS_QUEUE".to_owned(), queues.name(ORDERS)),
                 ("DELIVERY_STATUS_QUEUE".to_owned(), queues.name(STATUS)),
@@ -230,6 +230,18 @@ impl System {
             .await
             .unwrap()
     }
+}
+
+/// The database environment of a service process whose database is `url`:
+/// `DATABASE_URL`, and `DATABASE_POOLER` when `TEST_DATABASE_POOLER` names a
+/// transaction-pooling PgBouncer (it must route every database to the same
+/// PostgreSQL, e.g. `* = host=127.0.0.1 port=5432`).
+pub fn database_env(url: &str) -> Vec<(String, String)> {
+    let mut env = vec![("DATABASE_URL".to_owned(), url.to_owned())];
+    if let Some(pooler) = std::env::var("TEST_DATABASE_POOLER").ok().filter(|p| !p.trim().is_empty()) {
+        env.push(("DATABASE_POOLER".to_owned(), pooler));
+    }
+    env
 }
 
 pub fn order_body(sku: &str) -> Value {

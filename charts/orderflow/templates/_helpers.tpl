@@ -296,6 +296,15 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end -}}
 
+{{/* orderflow.poolerEnv: with pgbouncer.enabled, the services' pools go through the chart's
+PgBouncer (same role, password and database as DATABASE_URL, which stays direct for LISTEN). */}}
+{{- define "orderflow.poolerEnv" -}}
+{{- if .Values.pgbouncer.enabled }}
+- name: DATABASE_POOLER
+  value: "{{ include "orderflow.componentName" (dict "root" . "component" "pgbouncer") }}:6432"
+{{- end }}
+{{- end -}}
+
 {{/* orderflow.extraEnv: a component's own extra variables (name: value map). */}}
 {{- define "orderflow.extraEnv" -}}
 {{- range $name, $value := . }}
@@ -370,8 +379,18 @@ what to change. Included once, from order-api.yaml (always rendered). */}}
 {{- if and $v.ingress.enabled (not $v.ingress.host) -}}
 {{- fail "ingress.enabled is true: set ingress.host to the host name clients use." -}}
 {{- end -}}
+{{- if and $v.pgbouncer.enabled (has $v.pipeline.spec.databases.server.sslMode (list "require" "verify-ca" "verify-full")) -}}
+{{- fail (printf "pgbouncer.enabled with pipeline.spec.databases.server.sslMode %s: the services' pools keep that sslmode toward PgBouncer, which serves plain TCP inside the namespace (PgBouncer itself uses it toward PostgreSQL). Use prefer, or run without pgbouncer." $v.pipeline.spec.databases.server.sslMode) -}}
+{{- end -}}
 {{- $budget := int $v.common.databaseConnectionBudget -}}
-{{- if gt $budget 0 -}}
+{{- if and (gt $budget 0) $v.pgbouncer.enabled -}}
+{{- /* Through PgBouncer the server sees its pools, plus each API replica's direct LISTEN connection. */ -}}
+{{- $pooled := mul (int $v.pgbouncer.replicas) 2 (add $v.pgbouncer.poolSize $v.pgbouncer.reservePoolSize) -}}
+{{- $api := ternary $v.orderApi.autoscaling.maxReplicas $v.orderApi.replicas $v.orderApi.autoscaling.enabled | int -}}
+{{- if gt (add $pooled $api) $budget -}}
+{{- fail (printf "PgBouncer could open %d PostgreSQL connections (pgbouncer.replicas %d x 2 databases x (poolSize + reservePoolSize) %d) and the API replicas %d direct LISTEN connections, above common.databaseConnectionBudget %d. Lower pgbouncer.poolSize or replicas, or raise the budget." (int $pooled) (int $v.pgbouncer.replicas) (int (add $v.pgbouncer.poolSize $v.pgbouncer.reservePoolSize)) $api $budget) -}}
+{{- end -}}
+{{- else if gt $budget 0 -}}
 {{- $parts := list -}}
 {{- $total := 0 -}}
 {{- $deployments := list (list "orderApi" $v.orderApi true) (list "statusConsumer" $v.statusConsumer $v.statusConsumer.enabled) (list "deliveryService" $v.deliveryService true) -}}

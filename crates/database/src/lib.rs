@@ -2,19 +2,60 @@
 //! the `DATABASE_*` variables, a lazily connecting pool (a service starts while
 //! its database is briefly away, and `/readyz` says so), and a bounded ping.
 //! Each service owns its migrations and queries.
+//!
+//! The pool may go through a transaction-pooling proxy (PgBouncer with
+//! `pool_mode = transaction`, `DATABASE_POOLER`). Such a proxy lends a server
+//! connection for one transaction only, so two things change for the pool:
+//! no prepared statement is cached (the next transaction may run on another
+//! server), and every checkout is one transaction ([`CHECKOUT_BEGIN`]), because
+//! sqlx sends a query's Parse and its Bind behind two separate Syncs and the
+//! proxy may hand the server to someone else in between. A caller's own
+//! transaction (`pool.begin()`) runs inside it and its COMMIT is the real one;
+//! a write outside any transaction commits when its connection returns to the
+//! pool, which sqlx does in the background, so writes that must be durable when
+//! the call returns belong in a transaction (every write path of the services
+//! is one; the janitors' batch deletes need not be). What needs a session
+//! (LISTEN, the migrator's advisory lock, one-shot admin commands) uses
+//! [`DatabaseSettings::direct_pool`].
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 pub mod metrics;
 
 use settings::{Env, ExposeSecret, SecretString};
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// Prepared statements a direct connection keeps by default (sqlx's own default).
+pub const DEFAULT_STATEMENT_CACHE: usize = 100;
+/// The port PgBouncer listens on unless told otherwise.
+pub const PGBOUNCER_PORT: u16 = 6432;
+
+/// Where a transaction-pooling proxy (PgBouncer) listens.
+#[derive(Debug, Clone)]
+pub enum Pooler {
+    /// Its own connection string (its user and password may differ).
+    Url(SecretString),
+    /// `DATABASE_URL`'s user, password, database and TLS mode at this address
+    /// (`host[:port]`): how the chart points the pool at its PgBouncer while the
+    /// controller's Secret holds one URL.
+    Address { host: String, port: u16 },
+}
 
 /// How to reach a service's database.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// Connection string (`DATABASE_URL`); a secret, since it may hold a password.
+    /// The direct connection to PostgreSQL, and the pool's too unless a pooler is set.
     pub url: SecretString,
+    /// A transaction-pooling proxy the pool goes through (`DATABASE_POOLER`);
+    /// `None`: the pool connects directly.
+    pub pooler: Option<Pooler>,
+    /// Prepared statements cached per pooled connection (`DATABASE_STATEMENT_CACHE`;
+    /// 0 turns the cache off, and it is always off through a pooler).
+    pub statement_cache: usize,
     /// Pool size (`DATABASE_MAX_CONNECTIONS`).
     pub max_connections: u32,
     /// Apply migrations at start-up (`DATABASE_MIGRATE`).
@@ -30,15 +71,37 @@ impl DatabaseSettings {
         let url = env
             .secret("DATABASE_URL")
             .unwrap_or_else(|| format!("postgres://postgres@127.0.0.1:5432/{default_db}").into());
-        if !url.expose_secret().starts_with("postgres://") && !url.expose_secret().starts_with("postgresql://") {
-            env.invalid("DATABASE_URL", "must be a postgres:// URL");
+        let direct = parse_url(url.expose_secret());
+        if let Err(e) = &direct {
+            env.invalid("DATABASE_URL", e);
         }
+        let pooler = env.secret("DATABASE_POOLER").and_then(|raw| match parse_pooler(raw.expose_secret()) {
+            Ok(pooler) => Some(pooler),
+            Err(e) => {
+                env.invalid("DATABASE_POOLER", e);
+                None
+            }
+        });
+        let statement_cache = match pooler {
+            Some(_) => {
+                if env.get("DATABASE_STATEMENT_CACHE", 0usize) != 0 {
+                    env.invalid(
+                        "DATABASE_STATEMENT_CACHE",
+                        "must be 0 with DATABASE_POOLER: a transaction-pooling proxy cannot keep prepared statements",
+                    );
+                }
+                0
+            }
+            None => env.get("DATABASE_STATEMENT_CACHE", DEFAULT_STATEMENT_CACHE),
+        };
         let max_connections = env.get("DATABASE_MAX_CONNECTIONS", default_pool);
         if max_connections == 0 {
             env.invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1");
         }
         Self {
             url,
+            pooler,
+            statement_cache,
             max_connections,
             migrate_on_start: env.flag("DATABASE_MIGRATE", true),
             acquire_timeout: env.duration("DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(3)),
@@ -54,13 +117,108 @@ impl DatabaseSettings {
         Ok(database)
     }
 
-    /// A pool that connects on first use.
-    pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
-        PgPoolOptions::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout)
-            .connect_lazy(self.url.expose_secret())
+    /// Whether the pool goes through a transaction-pooling proxy.
+    pub fn through_pooler(&self) -> bool {
+        self.pooler.is_some()
     }
+
+    /// The pool every query uses; it connects on first use. Through a pooler,
+    /// each checkout is one transaction and no statement is cached.
+    pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
+        let options = PgPoolOptions::new().max_connections(self.max_connections).acquire_timeout(self.acquire_timeout);
+        let Some(pooler) = &self.pooler else {
+            let connect = connect_options(self.url.expose_secret())?.statement_cache_capacity(self.statement_cache);
+            return Ok(options.connect_lazy_with(connect));
+        };
+        let connect = match pooler {
+            Pooler::Url(url) => connect_options(url.expose_secret()),
+            Pooler::Address { host, port } => {
+                connect_options(self.url.expose_secret()).map(|o| o.host(host).port(*port))
+            }
+        }?
+        .statement_cache_capacity(0);
+        Ok(options
+            // The checkout's BEGIN is the test that the connection works.
+            .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move { sqlx::raw_sql(CHECKOUT_BEGIN).execute(conn).await.map(drop) })
+            })
+            .before_acquire(|conn, _| {
+                Box::pin(async move { sqlx::raw_sql(CHECKOUT_BEGIN).execute(conn).await.map(|_| true) })
+            })
+            .after_release(|conn, _| Box::pin(end_checkout(conn)))
+            .connect_lazy_with(connect))
+    }
+
+    /// The pool for what needs a session of its own (LISTEN; the migrator's
+    /// advisory lock): `pooled` itself when it connects directly, otherwise one
+    /// lazy connection straight to PostgreSQL (`DATABASE_URL`).
+    pub fn session_pool(&self, pooled: &PgPool) -> Result<PgPool, sqlx::Error> {
+        if self.through_pooler() { self.direct_pool(1) } else { Ok(pooled.clone()) }
+    }
+
+    /// A lazy pool of `max` connections straight to PostgreSQL (`DATABASE_URL`),
+    /// whether or not the service's pool goes through a pooler.
+    pub fn direct_pool(&self, max: u32) -> Result<PgPool, sqlx::Error> {
+        // A direct session keeps its statements, whatever the pooled side does.
+        let cache = if self.pooler.is_some() { DEFAULT_STATEMENT_CACHE } else { self.statement_cache };
+        let connect = connect_options(self.url.expose_secret())?.statement_cache_capacity(cache);
+        Ok(PgPoolOptions::new()
+            .max_connections(max.max(1))
+            .acquire_timeout(self.acquire_timeout)
+            .connect_lazy_with(connect))
+    }
+}
+
+/// Opens the transaction a checkout runs in when the pool goes through a
+/// transaction-pooling proxy. Warnings are not sent to the client within it, so
+/// a caller's own `BEGIN` inside it ("there is already a transaction in
+/// progress") stays quiet; the caller's COMMIT or ROLLBACK is the real one.
+pub const CHECKOUT_BEGIN: &str = "BEGIN; SET LOCAL client_min_messages = error";
+/// Ends a checkout's transaction: commits what the checkout's statements did
+/// and, when the caller already ended the transaction, does nothing (quietly:
+/// in the implicit block of this one message).
+pub const CHECKOUT_END: &str = "SET LOCAL client_min_messages = error; COMMIT";
+
+/// Ends a returned connection's checkout transaction. A transaction aborted by
+/// a failed statement refuses `SET`, so it is rolled back instead; the
+/// connection stays usable.
+async fn end_checkout(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    match sqlx::raw_sql(CHECKOUT_END).execute(&mut *conn).await {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(_)) => sqlx::raw_sql("ROLLBACK").execute(conn).await.map(|_| true),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err("must be a postgres:// URL".to_owned());
+    }
+    PgConnectOptions::from_str(url).map_err(|e| format!("not a usable connection string: {e}"))
+}
+
+fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    parse_url(url).map_err(|e| sqlx::Error::Configuration(e.into()))
+}
+
+/// Reads `DATABASE_POOLER`: a URL, or `host[:port]` (port 6432 by default).
+fn parse_pooler(raw: &str) -> Result<Pooler, String> {
+    let raw = raw.trim();
+    if raw.contains("://") {
+        parse_url(raw)?;
+        return Ok(Pooler::Url(raw.to_owned().into()));
+    }
+    let (host, port) = match raw.rsplit_once(':') {
+        Some((host, port)) => {
+            (host, port.parse::<u16>().map_err(|_| format!("{port:?} is not a port (want host:port)"))?)
+        }
+        None => (raw, PGBOUNCER_PORT),
+    };
+    if host.is_empty() || host.contains(['/', '@', ' ', '?']) {
+        return Err(format!("{raw:?} is neither a postgres:// URL nor host:port"));
+    }
+    Ok(Pooler::Address { host: host.to_owned(), port })
 }
 
 /// `SELECT 1` within `timeout`, for readiness probes.
@@ -92,4 +250,63 @@ pub mod migrations {
     pub static ORDERS: Migrator = sqlx::migrate!("../../migrations/orders");
     /// `migrations/delivery`: the delivery-service's database.
     pub static DELIVERY: Migrator = sqlx::migrate!("../../migrations/delivery");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<DatabaseSettings, settings::ConfigError> {
+        let mut env = Env::from_pairs(pairs.iter().copied());
+        let s = DatabaseSettings::from_env(&mut env, "orderflow_orders", 4);
+        env.finish().map(|()| s)
+    }
+
+    #[test]
+    fn direct_by_default_with_the_statement_cache() {
+        let s = read(&[]).unwrap();
+        assert!(!s.through_pooler());
+        assert_eq!(s.statement_cache, DEFAULT_STATEMENT_CACHE);
+        assert_eq!(read(&[("DATABASE_STATEMENT_CACHE", "0")]).unwrap().statement_cache, 0);
+    }
+
+    #[test]
+    fn a_pooler_is_a_url_or_an_address_and_turns_the_cache_off() {
+        let s = read(&[("DATABASE_URL", "postgres://u:pw@db:5432/orders"), ("DATABASE_POOLER", "pgbouncer")]).unwrap();
+        assert!(matches!(&s.pooler, Some(Pooler::Address { host, port: 6432 }) if host == "pgbouncer"));
+        assert_eq!(s.statement_cache, 0);
+        let s = read(&[("DATABASE_POOLER", "127.0.0.1:7432")]).unwrap();
+        assert!(matches!(&s.pooler, Some(Pooler::Address { host, port: 7432 }) if host == "127.0.0.1"));
+        let s = read(&[("DATABASE_POOLER", "postgres://app.x:secret@pooler.example:6543/orders")]).unwrap();
+        assert!(matches!(&s.pooler, Some(Pooler::Url(_))));
+        assert!(!format!("{s:?}").contains("secret"), "the pooler URL is a secret");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = read(&[
+            ("DATABASE_URL", "mysql://root:hunter2@db/x"),
+            ("DATABASE_POOLER", "pgbouncer:sixty"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in ["DATABASE_URL", "DATABASE_POOLER", "DATABASE_MAX_CONNECTIONS"] {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
+        assert!(!err.contains("hunter2"));
+        let err = read(&[("DATABASE_POOLER", "pgbouncer"), ("DATABASE_STATEMENT_CACHE", "100")]).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_STATEMENT_CACHE"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn pools_are_lazy_and_point_where_configured() {
+        let s =
+            read(&[("DATABASE_URL", "postgres://u:pw@db:5432/orders"), ("DATABASE_POOLER", "pgbouncer:6432")]).unwrap();
+        let pooled = s.pool().unwrap();
+        assert_eq!((pooled.connect_options().get_host(), pooled.connect_options().get_port()), ("pgbouncer", 6432));
+        assert_eq!(pooled.connect_options().get_database(), Some("orders"));
+        let direct = s.direct_pool(1).unwrap();
+        assert_eq!((direct.connect_options().get_host(), direct.connect_options().get_port()), ("db", 5432));
+    }
 }

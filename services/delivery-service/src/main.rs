@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             // Migrating needs only the database.
             let database = settings::or_exit(DatabaseSettings::from_process(DEFAULT_DATABASE), "delivery-service");
-            MIGRATOR.run(&database.pool()?).await.context("failed to apply migrations")?;
+            MIGRATOR.run(&database.direct_pool(1)?).await.context("failed to apply migrations")?;
             eprintln!("migrations applied");
         }
         Command::Serve => {

@@ -41,7 +41,9 @@ impl Application {
         metrics::declare();
         let pool = settings.database.pool().context("DATABASE_URL: invalid connection string")?;
         if settings.database.migrate_on_start {
-            MIGRATOR.run(&pool).await.context("failed to apply database migrations")?;
+            // The migrator's advisory lock needs a session: never through `DATABASE_POOLER`.
+            let direct = settings.database.session_pool(&pool).context("DATABASE_URL: invalid connection string")?;
+            MIGRATOR.run(&direct).await.context("failed to apply database migrations")?;
         }
         let sqs = messaging::connect(&settings.sqs).await;
         if settings.sqs_create_queues {

@@ -131,11 +131,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => println!("{}", order_service::http::openapi_json()),
         // Administrative commands need only the database.
         Command::Migrate => {
-            MIGRATOR.run(&database_only()?.pool()?).await.context("failed to apply migrations")?;
+            MIGRATOR.run(&database_only()?.direct_pool(1)?).await.context("failed to apply migrations")?;
             eprintln!("migrations applied");
         }
         Command::Clients(ClientsCommand::Create { customer_id, scope, client_id, client_secret, replace }) => {
-            let pool = database_only()?.pool()?;
+            // Directly, not through DATABASE_POOLER: the process exits right after
+            // the write, before a pooled checkout's transaction would be committed.
+            let pool = database_only()?.direct_pool(1)?;
             let chosen = client_secret.is_some();
             let created = auth::clients::create(&pool, customer_id, &scope, client_id, client_secret, replace).await?;
             let mut shown = serde_json::to_value(&created)?;

@@ -47,14 +47,19 @@ struct Api {
     /// Run the relay loop (tests may drive the relay step by step instead).
     relay_enabled: bool,
     live: LiveHub,
+    /// The pool the live hub LISTENs on (a direct connection).
+    listen_pool: sqlx::PgPool,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         metrics::declare();
         let pool = settings.database.pool().context("DATABASE_URL: invalid connection string")?;
+        // LISTEN and the migrator's advisory lock need a session: never through
+        // a transaction-pooling proxy (`DATABASE_POOLER`).
+        let direct = settings.database.session_pool(&pool).context("DATABASE_URL: invalid connection string")?;
         if settings.database.migrate_on_start {
-            MIGRATOR.run(&pool).await.context("failed to apply database migrations")?;
+            MIGRATOR.run(&direct).await.context("failed to apply database migrations")?;
         }
         let sqs = messaging::connect(&settings.sqs).await;
         if settings.sqs_create_queues {
@@ -109,7 +114,7 @@ impl Application {
                     },
                     ops: ops.clone(),
                 };
-                let api = Api { relay, relay_enabled: api_settings.relay_enabled, live };
+                let api = Api { relay, relay_enabled: api_settings.relay_enabled, live, listen_pool: direct.clone() };
                 (http::router(state, settings.request_timeout), Some(api))
             }
             None => (http::operations_router(ops.clone(), settings.request_timeout), None),
@@ -177,7 +182,7 @@ impl Application {
                 stop_watch.cancelled().await;
                 closing.cancel();
             });
-            let (live, pool) = (api.live.clone(), self.janitor.pool.clone());
+            let (live, pool) = (api.live.clone(), api.listen_pool.clone());
             background.spawn("live-updates", move |token| live.listen(pool, token));
             if api.relay_enabled {
                 let (relay, drain) = (api.relay.clone(), self.shutdown_timeout / 2);
