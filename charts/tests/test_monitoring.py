@@ -16,6 +16,8 @@ TLS_SET = next(p for p in VALUE_SETS if p and p.stem == "ingress-tls-values")
 RUNBOOKS = {
     "OrderflowDeadLetterQueueNotEmpty": "runbook-dead-letter-queue-not-empty",
     "OrderflowOutboxBacklogGrowing": "runbook-outbox-backlog-growing",
+    "OrderflowOutboxRowsParked": "runbook-parked-outbox-rows",
+    "OrderflowShipmentStepsFailing": "runbook-stuck-shipments",
     "OrderflowConsumerLagAboveTarget": "runbook-consumer-lag-above-target",
     "OrderflowHttp5xxRate": "runbook-http-5xx-rate",
     "OrderflowDependencyDown": "runbook-dependency-down",

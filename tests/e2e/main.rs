@@ -6,6 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 mod cluster;
 mod controller;
+mod faults;
 mod fuzz;
 mod observability;
 mod schema;

@@ -52,6 +52,10 @@ pub struct Options {
     /// A password to put in the database URLs (trust authentication ignores
     /// it), to check that connection strings never reach the logs.
     pub db_password: Option<&'static str>,
+    /// Where the services reach SQS and Redis instead of the shared servers
+    /// (a [`testkit::Proxy`] in front of them, for outages).
+    pub sqs_endpoint: Option<String>,
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -64,6 +68,8 @@ impl Default for Options {
             separate_status_consumer: false,
             log_level: "warn",
             db_password: None,
+            sqs_endpoint: None,
+            redis_url: None,
         }
     }
 }
@@ -83,6 +89,10 @@ pub struct System {
     /// The JWT signing key the order-services use.
     pub signing_key: String,
     pub http: reqwest::Client,
+    /// How each process was started, to start it again after a kill.
+    delivery_env: Vec<(String, String)>,
+    order_envs: Vec<Vec<(String, String)>>,
+    log_level: &'static str,
 }
 
 impl System {
@@ -108,11 +118,12 @@ impl System {
                 None => db.url.clone(),
             }));
             env.extend([
-                ("SQS_ENDPOINT_URL".to_owned(), testkit::sqs_endpoint()),
+                ("SQS_ENDPOINT_URL".to_owned(), options.sqs_endpoint.clone().unwrap_or_else(testkit::sqs_endpoint)),
                 ("ORDERS_QUEUE".to_owned(), queues.name(ORDERS)),
                 ("DELIVERY_STATUS_QUEUE".to_owned(), queues.name(STATUS)),
                 ("CONSUMER_WAIT_TIME".to_owned(), "2s".to_owned()),
                 ("OUTBOX_POLL_INTERVAL".to_owned(), "200ms".to_owned()),
+                ("OUTBOX_LEASE".to_owned(), "3s".to_owned()),
             ]);
             env
         };
@@ -124,19 +135,22 @@ impl System {
                 ("STEP_JITTER".to_owned(), "100ms".to_owned()),
                 ("SCHEDULER_INTERVAL".to_owned(), "100ms".to_owned()),
             ]);
-            start("delivery-service", &[], env, options.log_level).await
+            (start("delivery-service", &[], env.clone(), options.log_level).await, env)
         };
+        let (delivery, delivery_env) = delivery;
+        let mut order_envs = Vec::new();
         let mut order_services = Vec::new();
         let mut status_consumer = None;
         for replica in 0..options.order_replicas.max(1) {
             let mut env = common(&orders_db);
             env.extend([
                 ("JWT_PRIVATE_KEY".to_owned(), key.clone()),
-                ("REDIS_URL".to_owned(), testkit::redis_url()),
+                ("REDIS_URL".to_owned(), options.redis_url.clone().unwrap_or_else(testkit::redis_url)),
                 ("REDIS_KEY_PREFIX".to_owned(), format!("{}:", queues.prefix)),
                 ("STATUS_CONSUMER_ENABLED".to_owned(), (replica == 0 && !options.separate_status_consumer).to_string()),
             ]);
             order_services.push(start("order-service", &[], env.clone(), options.log_level).await);
+            order_envs.push(env.clone());
             if replica == 0 && options.separate_status_consumer {
                 // The consumer role needs no signing key and no Redis: it gets none.
                 env.retain(|(k, _)| !matches!(k.as_str(), "JWT_PRIVATE_KEY" | "REDIS_URL" | "REDIS_KEY_PREFIX"));
@@ -155,7 +169,26 @@ impl System {
             customer_id,
             signing_key: key,
             http: reqwest::Client::new(),
+            delivery_env,
+            order_envs,
+            log_level: options.log_level,
         }
+    }
+
+    /// SIGKILLs the delivery-service and starts it again on the same database
+    /// and queues; returns when the new process is ready.
+    pub async fn kill_and_restart_delivery(&mut self) {
+        self.delivery.kill();
+        self.delivery.exited(Duration::from_secs(10)).await;
+        self.delivery = start("delivery-service", &[], self.delivery_env.clone(), self.log_level).await;
+    }
+
+    /// SIGKILLs order-service replica `i` and starts it again (on a new port:
+    /// see its `url`); returns when the new process is ready.
+    pub async fn kill_and_restart_order_service(&mut self, i: usize) {
+        self.order_services[i].kill();
+        self.order_services[i].exited(Duration::from_secs(10)).await;
+        self.order_services[i] = start("order-service", &[], self.order_envs[i].clone(), self.log_level).await;
     }
 
     /// The first order-service's base URL.

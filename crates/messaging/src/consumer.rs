@@ -17,11 +17,28 @@
 //! messages not yet settled, so slow work is not redelivered under our feet.
 //! On shutdown no new batch is received; messages not yet started are released
 //! (visibility 0) for another consumer, and the ones in hand are finished.
+//!
+//! Outages of a dependency (the database) must not spend the receive count that
+//! only poison messages should spend: a handler answers
+//! [`Disposition::Unavailable`], and the consumer keeps that message in hand
+//! (the heartbeat keeps it invisible, its receive count unchanged), stops
+//! receiving on every poller (a consumer-side breaker), and retries the
+//! message with back-off until it is handled; then receiving resumes. Only a
+//! message that fails for a reason of its own ([`Disposition::Reject`], or a
+//! [`Disposition::Retry`] repeated past the redrive count) reaches the DLQ.
+//!
+//! A handler that panics is caught (each handling runs in its own task): its
+//! message and the rest of its group are released at once (visibility 0), the
+//! heartbeat stops, and the step fails, so the poller starts again after a
+//! back-off. A redelivered message that panics every time ends in the DLQ.
 
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -65,6 +82,11 @@ pub enum Disposition {
     /// dead-letter queue via the redrive policy. `label` is the metric's
     /// `reason` (a small fixed set); `reason` the full explanation for the log.
     Reject { label: &'static str, reason: String },
+    /// A dependency the handler needs is down (the database refuses
+    /// connections): nothing is wrong with the message. The consumer keeps it
+    /// in hand, pauses receiving and tries again with back-off; its receive
+    /// count is not spent.
+    Unavailable { reason: String },
 }
 
 impl Disposition {
@@ -73,10 +95,75 @@ impl Disposition {
         Disposition::Reject { label, reason: reason.into() }
     }
 
+    /// A dependency outage (see [`Disposition::Unavailable`]).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Disposition::Unavailable { reason: reason.into() }
+    }
+
     /// Whether the message is done with and can be deleted.
     fn settled(&self) -> bool {
         matches!(self, Disposition::Ack | Disposition::Duplicate)
     }
+
+    /// The `outcome` label of `messages_processed_total`.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Disposition::Ack | Disposition::Duplicate => "ack",
+            Disposition::Retry { .. } => "retry",
+            Disposition::Reject { .. } => "reject",
+            Disposition::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// What the consumer does with a message after a handling attempt: the pure
+/// decision the loop follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Delete it (handled).
+    Delete,
+    /// Make it visible again after this many seconds (0 = at once).
+    Visible(i32),
+    /// Keep it in hand (its visibility extended) and handle it again after a
+    /// back-off; the consumer stops receiving meanwhile.
+    HoldAndRetry,
+}
+
+/// The decision for one handling attempt; `None` is a message never started
+/// (shutdown, blocked behind its group, or its handler panicked): released.
+pub fn settle(disposition: Option<&Disposition>) -> Settle {
+    match disposition {
+        Some(Disposition::Ack | Disposition::Duplicate) => Settle::Delete,
+        Some(Disposition::Retry { after }) => Settle::Visible(after.as_secs().min(43_199) as i32),
+        Some(Disposition::Reject { .. }) | None => Settle::Visible(0),
+        Some(Disposition::Unavailable { .. }) => Settle::HoldAndRetry,
+    }
+}
+
+/// Classifies a database error: `true` when the database is unreachable or
+/// refusing work for the moment (connection refused or reset, pool timeout or
+/// closed, shutting down, not accepting connections, too many connections), so
+/// the message should be held, not retried against its receive count.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        // PoolClosed: the process is stopping; the held message is released, not retried.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of a database that is away or overloaded rather than of a bad
+/// statement: class 08 (connection exception), 57P01..57P03 (admin or crash
+/// shutdown, cannot connect now), 53300 (too many connections), 55000 (the
+/// database does not allow connections), and 40001/40P01 (serialization
+/// failure, deadlock: try again).
+pub fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000" | "40001" | "40P01")
 }
 
 /// Decodes the event a message carries; a body that is not a known event of
@@ -108,6 +195,8 @@ pub struct ConsumerConfig {
     pub visibility_timeout: Duration,
     /// How often the heartbeat extends it.
     pub heartbeat_interval: Duration,
+    /// Longest pause between attempts at a message held while a dependency is down.
+    pub hold_max_delay: Duration,
 }
 
 impl ConsumerConfig {
@@ -141,6 +230,7 @@ impl ConsumerConfig {
             pollers: 2,
             visibility_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(10),
+            hold_max_delay: Duration::from_secs(5),
         }
     }
 }
@@ -154,6 +244,10 @@ pub struct PollOutcome {
     pub rejected: usize,
     /// Released untouched (shutdown, or behind an unacknowledged message of its group).
     pub released: usize,
+    /// Handling attempts that found a dependency down (the message was held and retried).
+    pub unavailable: usize,
+    /// Not received: the consumer is paused while a dependency is down.
+    pub paused: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +263,40 @@ pub struct Consumer<H> {
     config: ConsumerConfig,
     handler: Arc<H>,
     url: OnceCell<String>,
+    /// Messages held because a dependency is down; while any is, no poller
+    /// receives (the consumer-side breaker).
+    holding: AtomicUsize,
+}
+
+/// Aborts a background task when dropped, so a step that ends any way
+/// (including a panic or cancellation) never leaves its heartbeat running.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Counts a held message (and sets `consumer_messages_held`) for as long as it lives.
+struct Held<'a> {
+    count: &'a AtomicUsize,
+    queue: &'a str,
+}
+
+impl<'a> Held<'a> {
+    fn new(count: &'a AtomicUsize, queue: &'a str) -> Self {
+        let now = count.fetch_add(1, Ordering::SeqCst) + 1;
+        metrics::HELD.gauge_with(&[queue]).set(now as f64);
+        Self { count, queue }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let now = self.count.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::HELD.gauge_with(&[self.queue]).set(now as f64);
+    }
 }
 
 impl<H: Handler> Consumer<H> {
@@ -178,13 +306,19 @@ impl<H: Handler> Consumer<H> {
         let queue = config.queue.as_str();
         metrics::RECEIVED.counter_with(&[queue]).increment(0);
         metrics::DUPLICATE.counter_with(&[queue]).increment(0);
-        for outcome in ["ack", "retry", "reject"] {
+        for outcome in ["ack", "retry", "reject", "unavailable", "panic"] {
             metrics::PROCESSED.counter_with(&[queue, outcome]).increment(0);
         }
         for reason in envelope::DecodeError::KINDS {
             metrics::REJECTED.counter_with(&[queue, reason]).increment(0);
         }
-        Self { client, config, handler: Arc::new(handler), url: OnceCell::new() }
+        metrics::HELD.gauge_with(&[queue]).set(0.0);
+        Self { client, config, handler: Arc::new(handler), url: OnceCell::new(), holding: AtomicUsize::new(0) }
+    }
+
+    /// Whether receiving is paused because a message is held during a dependency outage.
+    pub fn paused(&self) -> bool {
+        self.holding.load(Ordering::SeqCst) > 0
     }
 
     fn error(&self, e: impl std::error::Error) -> ConsumeError {
@@ -214,6 +348,11 @@ impl<H: Handler> Consumer<H> {
     /// handles it and settles every message.
     #[tracing::instrument(name = "consumer.poll", level = "debug", skip_all, fields(messaging.system = "aws_sqs", messaging.destination.name = %self.config.queue, received))]
     pub async fn poll_once(&self, stop: &CancellationToken) -> Result<PollOutcome, ConsumeError> {
+        if self.paused() {
+            // Another poller holds a message while a dependency is down: any
+            // message received now would only be held too (or worse, retried).
+            return Ok(PollOutcome { paused: true, ..PollOutcome::default() });
+        }
         let url = self.queue_url().await?.to_owned();
         let receive = self
             .client
@@ -262,89 +401,81 @@ impl<H: Handler> Consumer<H> {
         let pending: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
             groups.iter().flat_map(|(_, ms)| ms.iter().map(|m| m.receipt_handle.clone())).collect(),
         ));
-        let heartbeat = self.spawn_heartbeat(url.clone(), pending.clone());
+        // Aborted however this step ends (a panic, a dropped future).
+        let heartbeat = AbortOnDrop(self.spawn_heartbeat(url.clone(), pending.clone()));
 
         let results = join_all(groups.into_iter().map(|(_, list)| {
             let pending = pending.clone();
             async move {
                 let mut settled = Vec::new();
                 let mut blocked = false;
+                let (mut unavailable, mut panicked) = (0, false);
                 for m in list {
                     let disposition = if blocked || stop.is_cancelled() {
                         None
                     } else {
-                        let started = Instant::now();
-                        let span = tracing::info_span!(
-                            "message.process",
-                            otel.name = format!("process {}", self.config.queue),
-                            otel.kind = "consumer",
-                            messaging.system = "aws_sqs",
-                            messaging.destination.name = %self.config.queue,
-                            messaging.operation.type = "process",
-                            messaging.message.id = %m.message_id,
-                            messaging.message.conversation_id = %m.group_id,
-                            trace_id = tracing::field::Empty,
-                            span_id = tracing::field::Empty,
+                        let mut held: Option<Held<'_>> = None;
+                        let mut backoff = shutdown::retry::Backoff::new(
+                            shutdown::retry::policy().with_max_delay(self.config.hold_max_delay),
                         );
-                        // Each message continues the trace of the event it carries (child, not link:
-                        // the batch is only a transport detail here; each message is handled alone).
-                        telemetry::propagation::set_parent(
-                            &span,
-                            m.attributes.get(crate::ATTR_TRACEPARENT).map(String::as_str),
-                            m.attributes.get(crate::ATTR_TRACESTATE).map(String::as_str),
-                        );
-                        telemetry::propagation::record_ids(&span);
-                        let d = self.handler.handle(&m).instrument(span).await;
-                        let queue = self.config.queue.as_str();
-                        let outcome = match &d {
-                            Disposition::Ack => "ack",
-                            Disposition::Duplicate => {
-                                metrics::DUPLICATE.counter_with(&[queue]).increment(1);
-                                "ack"
+                        loop {
+                            match self.handle_one(&m).await {
+                                None => {
+                                    panicked = true;
+                                    break None;
+                                }
+                                Some(Disposition::Unavailable { reason }) => {
+                                    unavailable += 1;
+                                    let pause = backoff.next_delay();
+                                    if held.is_none() {
+                                        tracing::warn!(message_id = %m.message_id, %reason, retry_in_ms = pause.as_millis() as u64,
+                                            "a dependency is down: holding the message and pausing receives until it is back");
+                                        held = Some(Held::new(&self.holding, &self.config.queue));
+                                    }
+                                    tokio::select! {
+                                        () = stop.cancelled() => break None,
+                                        () = tokio::time::sleep(pause) => {}
+                                    }
+                                }
+                                Some(d) => {
+                                    if held.is_some() {
+                                        tracing::info!(message_id = %m.message_id, "dependency back: held message handled, receiving resumes");
+                                    }
+                                    break Some(d);
+                                }
                             }
-                            Disposition::Retry { .. } => "retry",
-                            Disposition::Reject { label, reason } => {
-                                metrics::REJECTED.counter_with(&[queue, label]).increment(1);
-                                tracing::error!(message_id = %m.message_id, receive_count = m.receive_count, %reason,
-                                    "rejected message; it will reach the dead-letter queue after the redrive count");
-                                "reject"
-                            }
-                        };
-                        metrics::HANDLING.histogram_with(&[queue]).record(started.elapsed().as_secs_f64());
-                        metrics::PROCESSED.counter_with(&[queue, outcome]).increment(1);
-                        blocked = !d.settled();
-                        Some(d)
+                        }
                     };
+                    blocked = !disposition.as_ref().is_some_and(Disposition::settled);
                     pending.lock().expect("pending lock").retain(|h| *h != m.receipt_handle);
                     settled.push((m, disposition));
                 }
-                settled
+                (settled, unavailable, panicked)
             }
         }))
         .await;
-        heartbeat.abort();
+        drop(heartbeat);
 
         let mut outcome = PollOutcome::default();
         let mut delete = Vec::new();
         let mut visibility: Vec<(String, i32)> = Vec::new();
-        for (m, d) in results.into_iter().flatten() {
-            outcome.received += 1;
-            match d {
-                Some(Disposition::Ack | Disposition::Duplicate) => {
-                    outcome.acked += 1;
-                    delete.push(m.receipt_handle);
+        let mut panicked = false;
+        for (settled, unavailable, group_panicked) in results {
+            outcome.unavailable += unavailable;
+            panicked |= group_panicked;
+            for (m, d) in settled {
+                outcome.received += 1;
+                match &d {
+                    Some(Disposition::Ack | Disposition::Duplicate) => outcome.acked += 1,
+                    Some(Disposition::Retry { .. }) => outcome.retried += 1,
+                    Some(Disposition::Reject { .. }) => outcome.rejected += 1,
+                    Some(Disposition::Unavailable { .. }) | None => outcome.released += 1,
                 }
-                Some(Disposition::Retry { after }) => {
-                    outcome.retried += 1;
-                    visibility.push((m.receipt_handle, after.as_secs().min(43_199) as i32));
-                }
-                Some(Disposition::Reject { .. }) => {
-                    outcome.rejected += 1;
-                    visibility.push((m.receipt_handle, 0));
-                }
-                None => {
-                    outcome.released += 1;
-                    visibility.push((m.receipt_handle, 0));
+                match settle(d.as_ref()) {
+                    Settle::Delete => delete.push(m.receipt_handle),
+                    Settle::Visible(secs) => visibility.push((m.receipt_handle, secs)),
+                    // Not reached (the loop above holds until another answer); released to be safe.
+                    Settle::HoldAndRetry => visibility.push((m.receipt_handle, 0)),
                 }
             }
         }
@@ -352,15 +483,73 @@ impl<H: Handler> Consumer<H> {
         fail::fail_point!("consumer-before-delete", |_| std::process::abort());
         self.delete_batch(&url, delete).await?;
         self.change_visibility(&url, visibility).await?;
+        if panicked {
+            return Err(ConsumeError {
+                queue: self.config.queue.clone(),
+                detail: "a message handler panicked; its messages were released and the poller restarts".into(),
+            });
+        }
         Ok(outcome)
+    }
+
+    /// One handling attempt in its own task, so a panic is caught (`None`)
+    /// instead of unwinding through the poller; records the outcome metrics.
+    async fn handle_one(&self, m: &Received) -> Option<Disposition> {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "message.process",
+            otel.name = format!("process {}", self.config.queue),
+            otel.kind = "consumer",
+            messaging.system = "aws_sqs",
+            messaging.destination.name = %self.config.queue,
+            messaging.operation.type = "process",
+            messaging.message.id = %m.message_id,
+            messaging.message.conversation_id = %m.group_id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        // Each message continues the trace of the event it carries (child, not link:
+        // the batch is only a transport detail here; each message is handled alone).
+        telemetry::propagation::set_parent(
+            &span,
+            m.attributes.get(crate::ATTR_TRACEPARENT).map(String::as_str),
+            m.attributes.get(crate::ATTR_TRACESTATE).map(String::as_str),
+        );
+        telemetry::propagation::record_ids(&span);
+        let (handler, message) = (self.handler.clone(), m.clone());
+        let result = tokio::spawn(async move { handler.handle(&message).await }.instrument(span)).await;
+        let queue = self.config.queue.as_str();
+        metrics::HANDLING.histogram_with(&[queue]).record(started.elapsed().as_secs_f64());
+        let d = match result {
+            Ok(d) => d,
+            Err(e) => {
+                metrics::PROCESSED.counter_with(&[queue, "panic"]).increment(1);
+                tracing::error!(message_id = %m.message_id, receive_count = m.receive_count, error = %e,
+                    "message handler panicked; releasing the message");
+                return None;
+            }
+        };
+        match &d {
+            Disposition::Duplicate => metrics::DUPLICATE.counter_with(&[queue]).increment(1),
+            Disposition::Reject { label, reason } => {
+                metrics::REJECTED.counter_with(&[queue, label]).increment(1);
+                tracing::error!(message_id = %m.message_id, receive_count = m.receive_count, %reason,
+                    "rejected message; it will reach the dead-letter queue after the redrive count");
+            }
+            _ => {}
+        }
+        metrics::PROCESSED.counter_with(&[queue, d.outcome()]).increment(1);
+        Some(d)
     }
 
     fn spawn_heartbeat(&self, url: String, pending: Arc<Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
         let client = self.client.clone();
-        let (every, extend_to) = (self.config.heartbeat_interval, self.config.visibility_timeout.as_secs() as i32);
+        let (every, visibility) = (self.config.heartbeat_interval, self.config.visibility_timeout.as_secs());
+        let received_at = Instant::now();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                let extend_to = heartbeat_visibility(visibility, received_at.elapsed().as_secs());
                 let handles = pending.lock().expect("pending lock").clone();
                 for chunk in handles.chunks(10) {
                     let entries = chunk
@@ -375,10 +564,22 @@ impl<H: Handler> Consumer<H> {
                                 .expect("id and handle are set")
                         })
                         .collect::<Vec<_>>();
-                    if let Err(e) =
-                        client.change_message_visibility_batch().queue_url(&url).set_entries(Some(entries)).send().await
+                    match client
+                        .change_message_visibility_batch()
+                        .queue_url(&url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await
                     {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "visibility heartbeat failed");
+                        Ok(out) => {
+                            for f in out.failed {
+                                tracing::warn!(code = %f.code, detail = f.message.as_deref().unwrap_or_default(),
+                                    "visibility heartbeat refused for a message");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "visibility heartbeat failed")
+                        }
                     }
                 }
             }
@@ -404,7 +605,8 @@ impl<H: Handler> Consumer<H> {
                 .map_err(|e| self.error(e))?;
             // A failed delete means a redelivery, which the handler's inbox absorbs.
             for f in out.failed {
-                tracing::warn!(code = %f.code, "delete failed; the message will be redelivered and skipped as a duplicate");
+                tracing::warn!(code = %f.code, detail = f.message.as_deref().unwrap_or_default(),
+                    "delete failed; the message will be redelivered and skipped as a duplicate");
             }
         }
         Ok(())
@@ -435,24 +637,26 @@ impl<H: Handler> Consumer<H> {
         Ok(())
     }
 
-    /// Runs `pollers` loops until `stop`; each finishes the batch in hand.
+    /// Runs `pollers` loops until `stop`; each finishes the batch in hand. A
+    /// poller that fails (or panics) starts again after a back-off; while a
+    /// message is held during a dependency outage the others do not receive.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         tracing::info!(queue = %self.config.queue, pollers = self.config.pollers, "consumer started");
         let loops = (0..self.config.pollers.max(1)).map(|_| {
             let (this, stop) = (self.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut backoff = shutdown::retry::Backoff::default();
+                // The supervisor: a poller task that panicked is started again.
                 while !stop.is_cancelled() {
-                    match this.poll_once(&stop).await {
-                        Ok(_) => backoff.reset(),
-                        Err(e) => {
-                            let pause = backoff.next_delay();
-                            tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receive failed; retrying");
+                    let poller = tokio::spawn(this.clone().poll_loop(stop.clone()));
+                    match poller.await {
+                        Err(e) if e.is_panic() => {
+                            tracing::error!(queue = %this.config.queue, "consumer poller panicked; restarting it");
                             tokio::select! {
                                 () = stop.cancelled() => {}
-                                () = tokio::time::sleep(pause) => {}
+                                () = tokio::time::sleep(shutdown::retry::MIN_DELAY) => {}
                             }
                         }
+                        _ => break,
                     }
                 }
             })
@@ -460,7 +664,43 @@ impl<H: Handler> Consumer<H> {
         join_all(loops).await;
         tracing::info!(queue = %self.config.queue, "consumer stopped");
     }
+
+    async fn poll_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut backoff = shutdown::retry::Backoff::default();
+        while !stop.is_cancelled() {
+            let pause = match self.poll_once(&stop).await {
+                Ok(PollOutcome { paused: true, .. }) => PAUSED_POLL,
+                Ok(_) => {
+                    backoff.reset();
+                    continue;
+                }
+                Err(e) => {
+                    let pause = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "consumer step failed; retrying");
+                    pause
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
 }
+
+/// The visibility timeout a heartbeat sets, `held` seconds after the receive:
+/// the configured one plus the time in hand. SQS counts a new timeout from
+/// now, so the time in hand is not needed there, but the emulator (LocalStack)
+/// refuses to delete a FIFO message whose receipt handle is older than its
+/// latest visibility timeout, which a message held through a long outage
+/// would be. Capped so the total stays under SQS's 12 hours from the receive.
+pub fn heartbeat_visibility(visibility: u64, held: u64) -> i32 {
+    const MAX: u64 = 43_199;
+    (visibility + held).min(MAX.saturating_sub(held)).max(1) as i32
+}
+
+/// How often a paused poller looks whether the held messages are handled.
+const PAUSED_POLL: Duration = Duration::from_millis(250);
 
 fn received(m: Message) -> Received {
     let system = m.attributes.unwrap_or_default();
@@ -476,5 +716,54 @@ fn received(m: Message) -> Received {
             .unwrap_or(1),
         attributes,
         receipt_handle: m.receipt_handle.unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_settles_its_own_way() {
+        assert_eq!(settle(Some(&Disposition::Ack)), Settle::Delete);
+        assert_eq!(settle(Some(&Disposition::Duplicate)), Settle::Delete);
+        assert_eq!(settle(Some(&Disposition::Retry { after: Duration::from_secs(5) })), Settle::Visible(5));
+        assert_eq!(settle(Some(&Disposition::Retry { after: Duration::from_secs(1 << 20) })), Settle::Visible(43_199));
+        // A poison message is handed back at once, so the redrive policy moves it.
+        assert_eq!(settle(Some(&Disposition::reject("garbage", "x"))), Settle::Visible(0));
+        // Never started (shutdown, behind its group, handler panicked): released at once.
+        assert_eq!(settle(None), Settle::Visible(0));
+        // An outage spends no receive count: the message stays in hand.
+        assert_eq!(settle(Some(&Disposition::unavailable("db down"))), Settle::HoldAndRetry);
+    }
+
+    #[test]
+    fn the_heartbeat_covers_the_time_in_hand_within_twelve_hours() {
+        assert_eq!(heartbeat_visibility(30, 0), 30);
+        assert_eq!(heartbeat_visibility(30, 100), 130);
+        assert_eq!(heartbeat_visibility(30, 30_000), 13_199, "never past 12 h after the receive");
+        assert_eq!(heartbeat_visibility(30, 50_000), 1);
+    }
+
+    #[test]
+    fn database_outages_are_transient_and_bad_statements_are_not() {
+        for code in ["08006", "08001", "57P01", "57P03", "53300", "55000", "40001", "40P01"] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "23503", "42P01", "22P02", "3D000"] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::PoolClosed));
+        assert!(is_transient(&sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn only_handled_messages_are_settled_and_each_has_an_outcome_label() {
+        assert!(Disposition::Ack.settled() && Disposition::Duplicate.settled());
+        assert!(!Disposition::unavailable("x").settled());
+        assert_eq!(Disposition::unavailable("x").outcome(), "unavailable");
+        assert_eq!(Disposition::Duplicate.outcome(), "ack");
     }
 }

@@ -13,11 +13,16 @@ pub mod inbox;
 pub mod metrics;
 pub mod provision;
 pub mod publish;
+pub mod redrive;
 
 pub use client::{SqsSettings, connect};
-pub use consumer::{ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, Received, decode_event};
+pub use consumer::{
+    ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, Received, Settle, decode_event,
+    is_transient, settle,
+};
 pub use provision::{QueueUrls, dlq_name, ensure_fifo_queue, ensure_fifo_queues};
 pub use publish::{BatchOutcome, OutgoingMessage, PublishError, Publisher, QueueDepth};
+pub use redrive::{DeadLetter, DlqCommand, RedriveReport, redrive};
 
 pub use aws_sdk_sqs::Client as SqsClient;
 

@@ -7,7 +7,7 @@ pub const RECEIVED: Metric =
     Metric::counter("messages_received_total", "Messages received from a queue by the consumer", &["queue"]);
 pub const PROCESSED: Metric = Metric::counter(
     "messages_processed_total",
-    "Messages handled, by outcome: ack (deleted), retry (redelivered later), reject (left for the DLQ)",
+    "Message handling attempts, by outcome: ack (deleted), retry (redelivered later), reject (left for the DLQ), unavailable (a dependency was down: held and tried again), panic (released)",
     &["queue", "outcome"],
 );
 pub const HANDLING: Metric = Metric::histogram("message_handling_seconds", "Time to handle one message", &["queue"]);
@@ -27,4 +27,10 @@ pub const QUEUE_MESSAGES: Metric = Metric::gauge(
     &["queue", "state"],
 );
 
-pub const ALL: &[Metric] = &[RECEIVED, PROCESSED, HANDLING, REJECTED, DUPLICATE, QUEUE_MESSAGES];
+pub const HELD: Metric = Metric::gauge(
+    "consumer_messages_held",
+    "Messages held in hand while a dependency is down; receiving is paused while above 0",
+    &["queue"],
+);
+
+pub const ALL: &[Metric] = &[RECEIVED, PROCESSED, HANDLING, REJECTED, DUPLICATE, QUEUE_MESSAGES, HELD];

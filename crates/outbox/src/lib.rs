@@ -8,10 +8,14 @@
 //!   batches. Only the oldest pending row of each message group is claimed, so
 //!   per-order order survives retries and concurrent relays.
 //! - A [`breaker::Breaker`] stops hammering an unreachable SQS and probes it.
+//! - [`parked`] and [`requeue`] are the operators' view of rows SQS refused
+//!   `OUTBOX_MAX_ATTEMPTS` times (the services' `outbox parked` and
+//!   `outbox requeue` subcommands).
 //!
 //! The table layout is fixed by the migrations of each service's database (see
 //! `migrations/*/..._outbox.sql`); this crate owns the queries on it.
 
+pub mod admin;
 pub mod breaker;
 pub mod metrics;
 pub mod relay;
@@ -61,10 +65,86 @@ pub async fn backlog(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM outbox"#).fetch_one(pool).await
 }
 
-/// Sets the `outbox_backlog` gauge from [`backlog`]; keeps the last value if
-/// the database does not answer.
+/// Sets the `outbox_backlog` and `outbox_parked_rows` gauges; keeps the last
+/// values if the database does not answer.
 pub async fn record_backlog(pool: &sqlx::PgPool) {
-    if let Ok(n) = backlog(pool).await {
-        metrics::BACKLOG.as_gauge().set(n as f64);
+    let counts = sqlx::query!(
+        r#"SELECT count(*) AS "all!", count(*) FILTER (WHERE parked_at IS NOT NULL) AS "parked!" FROM outbox"#
+    )
+    .fetch_one(pool)
+    .await;
+    if let Ok(c) = counts {
+        metrics::BACKLOG.as_gauge().set(c.all as f64);
+        metrics::PARKED_ROWS.as_gauge().set(c.parked as f64);
     }
+}
+
+/// A parked row, as `outbox parked` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ParkedRow {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub destination: String,
+    pub group_id: String,
+    pub event_type: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub parked_at: chrono::DateTime<chrono::Utc>,
+    /// Later rows of the same group waiting behind this one.
+    pub held_back: i64,
+}
+
+impl std::fmt::Display for ParkedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} event={} type={} to={} group={} attempts={} parked_at={} held_back={} last_error={}",
+            self.id,
+            self.event_id,
+            self.event_type,
+            self.destination,
+            self.group_id,
+            self.attempts,
+            self.parked_at.to_rfc3339(),
+            self.held_back,
+            self.last_error.as_deref().unwrap_or("-"),
+        )
+    }
+}
+
+/// Every parked row, oldest first.
+pub async fn parked(pool: &sqlx::PgPool) -> Result<Vec<ParkedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ParkedRow,
+        r#"SELECT id, event_id, destination, group_id, event_type, attempts, last_error, created_at,
+                  parked_at AS "parked_at!",
+                  (SELECT count(*) FROM outbox l WHERE l.group_id = o.group_id AND l.id > o.id) AS "held_back!"
+           FROM outbox o WHERE parked_at IS NOT NULL ORDER BY id"#
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Which parked rows to re-queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    One(i64),
+    All,
+}
+
+/// Un-parks rows: their attempts start again from 0 and the relay picks them
+/// up on its next step. Returns the ids re-queued (empty: nothing parked matched).
+pub async fn requeue(pool: &sqlx::PgPool, which: Requeue) -> Result<Vec<i64>, sqlx::Error> {
+    let one = match which {
+        Requeue::One(id) => Some(id),
+        Requeue::All => None,
+    };
+    sqlx::query_scalar!(
+        "UPDATE outbox SET parked_at = NULL, attempts = 0, next_attempt_at = now(), claimed_until = NULL
+         WHERE parked_at IS NOT NULL AND ($1::bigint IS NULL OR id = $1) RETURNING id",
+        one,
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -14,4 +14,12 @@ pub const PUBLISH_DELAY: Metric =
     Metric::histogram("outbox_publish_delay_seconds", "Time from an outbox row's commit to its acceptance by SQS", &[]);
 pub const BACKLOG: Metric = Metric::gauge("outbox_backlog", "Outbox rows waiting to be published", &[]);
 
-pub const ALL: &[Metric] = &[PUBLISHED, REFUSED, PUBLISH_FAILURES, PUBLISH_DELAY, BACKLOG];
+pub const PARKED: Metric = Metric::counter(
+    "outbox_parked_total",
+    "Outbox rows parked after OUTBOX_MAX_ATTEMPTS refusals by SQS (list: `outbox parked`, retry: `outbox requeue`)",
+    &[],
+);
+pub const PARKED_ROWS: Metric =
+    Metric::gauge("outbox_parked_rows", "Outbox rows parked now, each holding back its order's later events", &[]);
+
+pub const ALL: &[Metric] = &[PUBLISHED, REFUSED, PUBLISH_FAILURES, PUBLISH_DELAY, BACKLOG, PARKED, PARKED_ROWS];

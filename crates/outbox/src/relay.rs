@@ -1,13 +1,25 @@
 //! The outbox relay: pending rows -> `SendMessageBatch` -> rows deleted.
 //!
-//! One step ([`Relay::try_publish_once`]) claims a batch inside a transaction,
-//! publishes it and deletes what SQS accepted before committing; entries SQS
-//! refused get a per-row back-off and stay. If the process dies after the send
-//! but before the commit, the rows are sent again with the same deduplication id
-//! and SQS drops the copy, so the queue sees each event once. [`Relay::run`]
-//! loops the step: woken at once by [`Waker::wake`] when this process writes a
-//! row, polling slowly for rows written elsewhere, pausing while the circuit is
-//! open, and draining what it can on shutdown.
+//! One step ([`Relay::try_publish_once`]) claims a batch with a lease (one short
+//! statement sets `claimed_until`; no transaction, lock or pooled connection is
+//! held across the call to SQS), publishes it, then deletes what SQS accepted.
+//! Entries SQS refused get a per-row back-off; a row refused
+//! `max_attempts` times is parked (`parked_at`, counted in
+//! `outbox_parked_total`) until an operator re-queues it ([`requeue`]). Rows of
+//! a failed call are released for the next attempt. If the process dies after
+//! the send but before the delete, the lease runs out and the rows are sent
+//! again with the same deduplication id; SQS drops the copy.
+//!
+//! Per-group order and no concurrent double sends, with any number of relay
+//! loops and replicas: a row is claimable only if no older row of its group
+//! exists at all (pending, leased, backing off or parked), so at most one row
+//! per group is ever leased, and the next one only becomes claimable once its
+//! predecessor is deleted, i.e. accepted by SQS. The claim locks candidates
+//! `FOR UPDATE SKIP LOCKED` and re-checks the lease on the row it locked, so two
+//! claims never take the same row. [`Relay::run`] loops the step: woken at once
+//! by [`Waker::wake`] when this process writes a row, polling slowly for rows
+//! written elsewhere, pausing while the circuit is open, and draining what it
+//! can on shutdown.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -43,21 +55,36 @@ pub struct RelayConfig {
     /// Relay loops per process. Each claims its own batch (`SKIP LOCKED`), so
     /// under load several `SendMessageBatch` calls are in flight at once.
     pub concurrency: usize,
+    /// How long a claim holds rows: longer than the slowest `SendMessageBatch`
+    /// (its retries included). A relay that died mid-send leaves its rows to
+    /// others after this long.
+    pub lease: Duration,
+    /// Refusals by SQS after which a row is parked.
+    pub max_attempts: i32,
 }
 
 impl RelayConfig {
-    /// Reads `OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN` and
-    /// `OUTBOX_RELAY_CONCURRENCY` over the defaults.
+    /// Reads `OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`,
+    /// `OUTBOX_RELAY_CONCURRENCY`, `OUTBOX_LEASE` and `OUTBOX_MAX_ATTEMPTS` over
+    /// the defaults.
     pub fn from_env(env: &mut settings::Env) -> Self {
         let d = Self::default();
         let c = Self {
             poll_interval: env.duration("OUTBOX_POLL_INTERVAL", d.poll_interval),
             breaker_cooldown: env.duration("OUTBOX_BREAKER_COOLDOWN", d.breaker_cooldown),
             concurrency: env.get("OUTBOX_RELAY_CONCURRENCY", d.concurrency),
+            lease: env.duration("OUTBOX_LEASE", d.lease),
+            max_attempts: env.get("OUTBOX_MAX_ATTEMPTS", d.max_attempts),
             ..d
         };
         if c.concurrency == 0 {
             env.invalid("OUTBOX_RELAY_CONCURRENCY", "must be at least 1");
+        }
+        if c.lease < Duration::from_secs(1) {
+            env.invalid("OUTBOX_LEASE", "must be at least 1s");
+        }
+        if c.max_attempts < 1 {
+            env.invalid("OUTBOX_MAX_ATTEMPTS", "must be at least 1");
         }
         c
     }
@@ -74,6 +101,8 @@ impl Default for RelayConfig {
             row_backoff: Duration::from_millis(200),
             max_row_backoff: Duration::from_secs(60),
             concurrency: 4,
+            lease: Duration::from_secs(60),
+            max_attempts: 10,
         }
     }
 }
@@ -84,7 +113,8 @@ pub enum Outcome {
     /// Nothing was due.
     Idle,
     /// A batch went out: `sent` rows were accepted and deleted, `refused` rows
-    /// were refused by SQS and will be retried after a back-off.
+    /// were refused by SQS and will be retried after a back-off (or were
+    /// parked, see `outbox_parked_total`).
     Published { sent: usize, refused: usize },
     /// SQS is failing; the step did not call it. Try again after the duration.
     CircuitOpen(Duration),
@@ -148,22 +178,7 @@ impl Relay {
             Permit::Probe => 1,
             Permit::Call => self.config.batch_size.clamp(1, MAX_BATCH),
         };
-        let mut tx = self.pool.begin().await?;
-        // Only the oldest pending row of each group is eligible, so a later event
-        // of an order never overtakes an earlier one.
-        let rows = sqlx::query_as!(
-            Row,
-            "SELECT id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at
-             FROM outbox o
-             WHERE next_attempt_at <= now()
-               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.group_id = o.group_id AND e.id < o.id)
-             ORDER BY id
-             LIMIT $1
-             FOR UPDATE OF o SKIP LOCKED",
-            limit as i64,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = self.claim(limit).await?;
         if rows.is_empty() {
             return Ok(Outcome::Idle);
         }
@@ -202,6 +217,8 @@ impl Relay {
         }
 
         let mut sent: Vec<i64> = Vec::new();
+        let mut unsent: Vec<i64> = Vec::new();
+        let mut failure = None;
         for (queue, messages) in by_queue {
             let result = self.publisher.send_batch(queue, &messages).await;
             match result {
@@ -215,15 +232,12 @@ impl Relay {
                     refused.extend(outcome.failed.into_iter().filter_map(|(id, why)| Some((id.parse().ok()?, why))));
                 }
                 Err(e) => {
-                    // Nothing was settled for this queue yet; settle what other
-                    // queues accepted (below), leave these rows for later.
+                    // Nothing was sent to this queue: release these rows (no
+                    // attempt counted: SQS is away, nothing is wrong with them).
                     self.breaker.lock().await.on_failure();
                     metrics::PUBLISH_FAILURES.as_counter().increment(messages.len() as u64);
-                    if sent.is_empty() && refused.is_empty() {
-                        tx.rollback().await?;
-                        return Err(e.into());
-                    }
-                    tracing::warn!(error = %e, "batch to one queue failed; other queues' rows settled");
+                    unsent.extend(messages.iter().filter_map(|m| m.entry_id.parse::<i64>().ok()));
+                    failure = Some(e);
                 }
             }
         }
@@ -233,22 +247,40 @@ impl Relay {
         // Crash tests: SQS has the messages, the rows are not deleted yet.
         fail::fail_point!("relay-after-send", |_| std::process::abort());
 
+        let mut tx = self.pool.begin().await?;
         sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &sent).execute(&mut *tx).await?;
+        sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", &unsent).execute(&mut *tx).await?;
+        let mut parked = 0;
         for (id, why) in &refused {
-            tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
-            sqlx::query!(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
-                   next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4))
-                 WHERE id = $1",
+            let now_parked = sqlx::query_scalar!(
+                r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
+                   next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4)),
+                   parked_at = CASE WHEN attempts + 1 >= $5 THEN now() END
+                 WHERE id = $1
+                 RETURNING parked_at IS NOT NULL AS "parked!""#,
                 id,
                 why,
                 self.config.row_backoff.as_secs_f64(),
                 self.config.max_row_backoff.as_secs_f64(),
+                self.config.max_attempts,
             )
-            .execute(&mut *tx)
-            .await?;
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(false);
+            if now_parked {
+                parked += 1;
+                tracing::error!(outbox_id = id, reason = %why, max_attempts = self.config.max_attempts,
+                    "SQS refused an outbox entry too often; parked (list: `outbox parked`, retry: `outbox requeue`)");
+            } else {
+                tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
+            }
         }
         tx.commit().await?;
+        if let Some(e) = failure.filter(|_| sent.is_empty() && refused.is_empty()) {
+            return Err(e.into());
+        } else if !unsent.is_empty() {
+            tracing::warn!("batch to one queue failed; other queues' rows settled");
+        }
 
         let now = Utc::now();
         for row in rows.iter().filter(|r| sent.contains(&r.id)) {
@@ -258,8 +290,36 @@ impl Relay {
         }
         metrics::PUBLISHED.as_counter().increment(sent.len() as u64);
         metrics::REFUSED.as_counter().increment(refused.len() as u64);
+        metrics::PARKED.as_counter().increment(parked);
         tracing::Span::current().record("sent", sent.len()).record("refused", refused.len());
         Ok(Outcome::Published { sent: sent.len(), refused: refused.len() })
+    }
+
+    /// Leases up to `limit` rows: each the oldest row of its group, due, not
+    /// parked, not leased. One statement, so nothing is held after it returns.
+    async fn claim(&self, limit: usize) -> Result<Vec<Row>, sqlx::Error> {
+        sqlx::query_as!(
+            Row,
+            "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
+             WHERE id IN (
+               SELECT id FROM outbox o
+               WHERE next_attempt_at <= now()
+                 AND parked_at IS NULL
+                 AND (claimed_until IS NULL OR claimed_until < now())
+                 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.group_id = o.group_id AND e.id < o.id)
+               ORDER BY id
+               LIMIT $1
+               FOR UPDATE OF o SKIP LOCKED)
+             RETURNING id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at",
+            limit as i64,
+            self.config.lease.as_secs_f64(),
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map(|mut rows| {
+            rows.sort_by_key(|r| r.id);
+            rows
+        })
     }
 
     /// Runs `concurrency` loops until `cancel`, then drains for at most `drain_for`.
@@ -321,4 +381,25 @@ async fn shutdown_drain(relay: &Relay, limit: Duration) -> bool {
         }
     };
     tokio::time::timeout(limit, drain).await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_and_parking_come_from_the_environment_and_are_checked() {
+        let mut env = settings::Env::from_pairs([("OUTBOX_LEASE", "90s"), ("OUTBOX_MAX_ATTEMPTS", "3")]);
+        let c = RelayConfig::from_env(&mut env);
+        assert!(env.finish().is_ok());
+        assert_eq!((c.lease, c.max_attempts), (Duration::from_secs(90), 3));
+
+        let mut env = settings::Env::from_pairs([("OUTBOX_LEASE", "0s"), ("OUTBOX_MAX_ATTEMPTS", "0")]);
+        RelayConfig::from_env(&mut env);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("OUTBOX_LEASE") && err.contains("OUTBOX_MAX_ATTEMPTS"), "{err}");
+
+        let d = RelayConfig::default();
+        assert_eq!((d.lease, d.max_attempts), (Duration::from_secs(60), 10));
+    }
 }

@@ -28,6 +28,37 @@ impl TestDb {
         Ok(Self { name, url, admin_url })
     }
 
+    /// An outage of this database alone: it refuses new connections
+    /// (`ALLOW_CONNECTIONS false`) and every open one is terminated, so the
+    /// services' pools see what they would see if the server went away.
+    /// Other tests' databases on the same server are untouched.
+    pub async fn refuse_connections(&self) {
+        let mut admin = PgConnection::connect(&self.admin_url).await.expect("admin connection");
+        let name = &self.name;
+        // The name is generated (see `create`), never taken from input.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS false"#)))
+            .execute(&mut admin)
+            .await
+            .expect("refuse connections");
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .expect("terminate backends");
+    }
+
+    /// Ends [`TestDb::refuse_connections`].
+    pub async fn allow_connections(&self) {
+        let mut admin = PgConnection::connect(&self.admin_url).await.expect("admin connection");
+        let name = &self.name;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS true"#)))
+            .execute(&mut admin)
+            .await
+            .expect("allow connections");
+    }
+
     /// A small pool on the test database, for assertions.
     pub async fn pool(&self) -> PgPool {
         PgPoolOptions::new().max_connections(4).connect(&self.url).await.expect("connect to test database")

@@ -41,7 +41,10 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     /// Shipments advanced per scheduler transaction (`SCHEDULER_BATCH`).
     pub scheduler_batch: u32,
-    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`).
+    /// When a shipment whose step failed is tried again (`SCHEDULER_RETRY_AFTER`).
+    pub scheduler_retry_after: Duration,
+    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`,
+    /// `OUTBOX_LEASE`, `OUTBOX_MAX_ATTEMPTS`).
     pub relay: RelayConfig,
     /// Which loops run in this process (`CONSUMER_ENABLED`, `SCHEDULER_ENABLED`,
     /// `OUTBOX_RELAY_ENABLED`); tests drive them step by step instead.
@@ -77,6 +80,7 @@ impl Settings {
             step_jitter: env.duration("STEP_JITTER", Duration::from_millis(500)),
             scheduler_interval: env.duration("SCHEDULER_INTERVAL", Duration::from_millis(250)),
             scheduler_batch: env.get("SCHEDULER_BATCH", 50),
+            scheduler_retry_after: env.duration("SCHEDULER_RETRY_AFTER", Duration::from_secs(30)),
             relay: RelayConfig::from_env(&mut env),
             consumer_enabled: env.flag("CONSUMER_ENABLED", true),
             scheduler_enabled: env.flag("SCHEDULER_ENABLED", true),

@@ -46,6 +46,8 @@ impl Handler for OrderCreatedHandler {
                 tracing::info!(order_id = %event.order_id, event_id = %event.event_id, "duplicate order-created skipped");
                 Disposition::Duplicate
             }
+            // The database is away: hold the message (no receive count spent) until it is back.
+            Err(e) if messaging::is_transient(&e) => Disposition::unavailable(format!("database unavailable: {e}")),
             Err(e) => {
                 tracing::warn!(order_id = %event.order_id, error = %e, "could not create the shipment; will retry");
                 Disposition::Retry { after: RETRY_AFTER }

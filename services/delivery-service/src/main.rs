@@ -5,12 +5,17 @@
 //! delivery-service            # serve: consumer, scheduler, outbox relay, HTTP on :8081
 //! delivery-service migrate    # apply database migrations and exit
 //! delivery-service openapi    # print the OpenAPI document of the operator API
+//! delivery-service dlq redrive [--dry-run]       # orders DLQ -> orders queue
+//! delivery-service outbox parked                 # list parked outbox rows
+//! delivery-service outbox requeue [ID|--all]     # re-queue parked rows
 //! ```
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use database::DatabaseSettings;
 use delivery_service::{Application, MIGRATOR, Settings, config::DEFAULT_DATABASE};
+use messaging::DlqCommand;
+use outbox::admin::OutboxCommand;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +34,12 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit (needs only DATABASE_URL).
     Migrate,
+    /// Operate on the dead-letter queue of the queue this service consumes.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Inspect and re-queue parked outbox rows.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Print the OpenAPI document of the operator API.
     Openapi,
 }
@@ -53,6 +64,19 @@ async fn main() -> anyhow::Result<()> {
             Application::build(settings).await?.run_until_stopped(shutdown::on_signal()).await?
         }
         Command::Openapi => println!("{}", delivery_service::http::openapi_json()),
+        Command::Dlq(DlqCommand::Redrive { dry_run }) => {
+            let mut env = settings::Env::from_process();
+            let sqs = messaging::SqsSettings::from_env(&mut env);
+            let queue = env.get("ORDERS_QUEUE", "orders-queue.fifo".to_owned());
+            settings::or_exit(env.finish(), "delivery-service");
+            let report = messaging::redrive(&messaging::connect(&sqs).await, &queue, dry_run).await?;
+            print!("{report}");
+            anyhow::ensure!(report.failed.is_empty(), "some messages could not be moved");
+        }
+        Command::Outbox(command) => {
+            let database = settings::or_exit(DatabaseSettings::from_process(DEFAULT_DATABASE), "delivery-service");
+            outbox::admin::run(&database.direct_pool(1)?, command).await?;
+        }
     }
     telemetry.shutdown();
     Ok(())

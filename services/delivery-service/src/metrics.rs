@@ -19,7 +19,13 @@ pub const ADVANCED: Metric =
 pub const STEP_LAG: Metric =
     Metric::histogram("shipment_step_lag_seconds", "How late due shipments were moved on", &[]);
 
-const OWN: &[Metric] = &[SHIPMENTS_BY_STATUS, ADVANCED, STEP_LAG];
+pub const STEP_FAILURES: Metric = Metric::counter(
+    "shipment_step_failures_total",
+    "Scheduler steps that failed for one shipment (rolled back alone, retried later)",
+    &[],
+);
+
+const OWN: &[Metric] = &[SHIPMENTS_BY_STATUS, ADVANCED, STEP_LAG, STEP_FAILURES];
 
 /// Every metric this service exposes.
 pub fn all() -> Vec<Metric> {
@@ -29,6 +35,7 @@ pub fn all() -> Vec<Metric> {
 /// Registers help texts, and zero series for every status and step.
 pub fn declare() {
     telemetry::metric::declare(&all());
+    STEP_FAILURES.as_counter().increment(0);
     SHIPMENTS_BY_STATUS.set_counts(&ShipmentStatus::ALL.map(ShipmentStatus::as_str), &[]);
     for status in ShipmentStatus::ALL {
         // A step moves a shipment *to* SHIPPED or DELIVERED.

@@ -67,6 +67,7 @@ impl Application {
                 deliver_after: settings.deliver_after,
                 jitter: settings.step_jitter,
                 status_queue: settings.status_queue.clone(),
+                retry_after: settings.scheduler_retry_after,
             },
             settings.scheduler_batch,
             settings.scheduler_interval,

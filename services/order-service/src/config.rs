@@ -106,7 +106,8 @@ pub struct ApiSettings {
     pub revocation_refresh: Duration,
     /// Run the outbox relay in this process (`OUTBOX_RELAY_ENABLED`).
     pub relay_enabled: bool,
-    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`).
+    /// Outbox relay tuning (`OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`, `OUTBOX_RELAY_CONCURRENCY`,
+    /// `OUTBOX_LEASE`, `OUTBOX_MAX_ATTEMPTS`).
     pub relay: RelayConfig,
 }
 

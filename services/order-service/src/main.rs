@@ -12,16 +12,21 @@
 //! order-service keys generate         # print a new Ed25519 private key (PEM)
 //! order-service keys client-secret-key  # print a new CLIENT_SECRET_KEY
 //! order-service openapi               # print the OpenAPI document
+//! order-service dlq redrive [--dry-run]  # delivery-status DLQ -> its queue
+//! order-service outbox parked         # list parked outbox rows
+//! order-service outbox requeue [ID|--all]
 //! ```
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use database::DatabaseSettings;
+use messaging::DlqCommand;
 use order_service::{
     Application, Settings, auth,
     config::{DEFAULT_DATABASE, Role},
     storage::MIGRATOR,
 };
+use outbox::admin::OutboxCommand;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -46,6 +51,12 @@ enum Command {
     /// Manage JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Operate on the dead-letter queue of the queue this service consumes.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Inspect and re-queue parked outbox rows.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -160,6 +171,13 @@ async fn main() -> anyhow::Result<()> {
             auth::clients::set_disabled(&database_only()?.direct_pool(1)?, &client_id, false).await?;
             eprintln!("client {client_id} enabled");
         }
+        Command::Dlq(DlqCommand::Redrive { dry_run }) => {
+            let (sqs, queue) = sqs_only("DELIVERY_STATUS_QUEUE", "delivery-status-queue.fifo");
+            let report = messaging::redrive(&messaging::connect(&sqs).await, &queue, dry_run).await?;
+            print!("{report}");
+            anyhow::ensure!(report.failed.is_empty(), "some messages could not be moved");
+        }
+        Command::Outbox(command) => outbox::admin::run(&database_only()?.direct_pool(1)?, command).await?,
         Command::Serve | Command::StatusConsumer => {
             let role = if matches!(command, Command::Serve) { Role::Api } else { Role::StatusConsumer };
             let telemetry =
@@ -173,6 +191,16 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The SQS settings and the name of the queue in `var` alone, or exit 2.
+fn sqs_only(var: &str, default: &str) -> (messaging::SqsSettings, String) {
+    let mut env = settings::Env::from_process();
+    let sqs = messaging::SqsSettings::from_env(&mut env);
+    let queue = env.get(var, default.to_owned());
+    settings::or_exit(env.finish(), "order-service");
+    (sqs, queue)
+}
+
+/// `outbox parked` / `outbox requeue`: prints what it found or did.
 /// The `DATABASE_*` settings alone, or exit 2 naming what is wrong.
 fn database_only() -> anyhow::Result<DatabaseSettings> {
     Ok(settings::or_exit(DatabaseSettings::from_process(DEFAULT_DATABASE), "order-service"))

@@ -109,6 +109,8 @@ impl Handler for StatusHandler {
                 "impossible_transition",
                 format!("order {} cannot go from {} to {}", change.order_id, from.as_str(), to.as_str()),
             ),
+            // The database is away: hold the message (no receive count spent) until it is back.
+            Err(e) if messaging::is_transient(&e) => Disposition::unavailable(format!("database unavailable: {e}")),
             Err(e) => {
                 tracing::warn!(order_id = %change.order_id, error = %e, "could not apply the status event; will retry");
                 Disposition::Retry { after: RETRY_AFTER }

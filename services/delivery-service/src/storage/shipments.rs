@@ -80,6 +80,8 @@ pub struct StepPlan {
     pub deliver_after: Duration,
     pub jitter: Duration,
     pub status_queue: String,
+    /// When a shipment whose step failed is tried again.
+    pub retry_after: Duration,
 }
 
 struct Due {
@@ -100,8 +102,12 @@ fn jitter(max: Duration) -> chrono::Duration {
 
 /// Claims up to `batch` due shipments (`FOR UPDATE SKIP LOCKED`, so replicas
 /// share the work) and moves each one step on, writing its history row and its
-/// status event to the outbox in the same transaction. Returns how many moved.
-#[tracing::instrument(name = "shipments.advance", level = "debug", skip_all, fields(db.system = "postgresql", advanced))]
+/// status event to the outbox in the same transaction. Each shipment's step runs
+/// in its own savepoint: one that fails (a bad row, a trigger, a constraint) is
+/// rolled back alone, counted in `shipment_step_failures_total`, logged, and
+/// tried again after `plan.retry_after`, while the others move on. Returns how
+/// many moved.
+#[tracing::instrument(name = "shipments.advance", level = "debug", skip_all, fields(db.system = "postgresql", advanced, failed))]
 pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let due = sqlx::query_as!(
@@ -114,6 +120,7 @@ pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<u
     .fetch_all(&mut *tx)
     .await?;
     let now = Utc::now();
+    let (mut moved, mut failed) = (0, 0);
     for shipment in &due {
         // Each step is a span in the order's trace (the shipment row keeps its context).
         let span = tracing::info_span!(
@@ -125,13 +132,34 @@ pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<u
         );
         telemetry::propagation::set_parent(&span, shipment.traceparent.as_deref(), shipment.tracestate.as_deref());
         let trace = telemetry::propagation::context_of(&span);
-        advance_one(&mut tx, shipment, plan, now, trace).instrument(span).await?;
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match advance_one(&mut savepoint, shipment, plan, now, trace).instrument(span).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                moved += 1;
+            }
+            Err(e) => {
+                // A broken connection fails the rollback too, and with it the whole step.
+                savepoint.rollback().await?;
+                failed += 1;
+                metrics::STEP_FAILURES.as_counter().increment(1);
+                tracing::error!(order_id = %shipment.order_id, shipment_id = %shipment.id, error = %e,
+                    retry_in_s = plan.retry_after.as_secs(), "shipment step failed; the others move on, this one is retried later");
+                sqlx::query!(
+                    "UPDATE shipments SET next_step_at = now() + make_interval(secs => $2) WHERE id = $1",
+                    shipment.id,
+                    plan.retry_after.as_secs_f64(),
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
     }
     // Crash tests: the steps are written but not committed.
     fail::fail_point!("scheduler-before-commit", !due.is_empty(), |_| std::process::abort());
     tx.commit().await?;
-    tracing::Span::current().record("advanced", due.len());
-    Ok(due.len())
+    tracing::Span::current().record("advanced", moved).record("failed", failed);
+    Ok(moved)
 }
 
 /// Moves one claimed shipment a step on, inside the caller's transaction.

@@ -45,6 +45,8 @@ pub fn env_for(db: &TestDb, queues: &TestQueues) -> Vec<(String, String)> {
         ("SCHEDULER_INTERVAL", "50ms".to_owned()),
         ("OUTBOX_POLL_INTERVAL", "100ms".to_owned()),
         ("OUTBOX_BREAKER_COOLDOWN", "200ms".to_owned()),
+        // A crashed relay's claims are taken over quickly.
+        ("OUTBOX_LEASE", "2s".to_owned()),
         ("SHUTDOWN_TIMEOUT", "10s".to_owned()),
         ("CONSUMER_ENABLED", "false".to_owned()),
         ("SCHEDULER_ENABLED", "false".to_owned()),

@@ -63,6 +63,7 @@ pub fn base_env(db: &TestDb, queues: &TestQueues, keys_pem: &str) -> Vec<(String
         ("JWT_PRIVATE_KEY", keys_pem.to_owned()),
         ("OUTBOX_POLL_INTERVAL", "100ms".to_owned()),
         ("OUTBOX_BREAKER_COOLDOWN", "200ms".to_owned()),
+        ("OUTBOX_LEASE", "2s".to_owned()),
         ("SHUTDOWN_TIMEOUT", "10s".to_owned()),
         ("CLIENT_SECRET_KEY", TEST_CLIENT_SECRET_KEY.to_owned()),
     ]

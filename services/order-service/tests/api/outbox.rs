@@ -150,6 +150,138 @@ async fn an_entry_sqs_refuses_is_retried_alone_while_the_rest_go_out() {
     assert_eq!(got.into_iter().collect::<HashSet<_>>(), good.into_iter().collect::<HashSet<_>>());
 }
 
+/// Adds an outbox row for `group` directly (as `outbox::enqueue` would).
+async fn enqueue_raw(pool: &sqlx::PgPool, queue: &str, group: &str, body: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO outbox (event_id, destination, group_id, event_type, body) VALUES ($1, $2, $3, 'test', $4) RETURNING id",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(queue)
+    .bind(group)
+    .bind(body)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+fn order_service_admin(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .env_clear()
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_sqs_always_refuses_is_parked_holds_back_its_order_and_is_requeued_by_an_operator() {
+    let app = spawn_app().await;
+    let pool = app.db.pool().await;
+    let queue = app.queues.name(ORDERS_QUEUE);
+    // Order P: a first event SQS refuses every time (control characters), then a good one.
+    let poison = enqueue_raw(&pool, &queue, "P", "bad \u{1} body").await;
+    enqueue_raw(&pool, &queue, "P", r#"{"group":"P","seq":2}"#).await;
+    enqueue_raw(&pool, &queue, "Q", r#"{"group":"Q","seq":1}"#).await;
+    let config = RelayConfig { row_backoff: Duration::ZERO, max_attempts: 3, ..RelayConfig::default() };
+    let relay = Relay::new(pool.clone(), Publisher::new(app.queues.client.clone()), config);
+
+    assert_eq!(
+        relay.try_publish_once().await.unwrap(),
+        Outcome::Published { sent: 1, refused: 1 },
+        "Q goes, P's first is refused"
+    );
+    assert_eq!(relay.try_publish_once().await.unwrap(), Outcome::Published { sent: 0, refused: 1 });
+    assert_eq!(
+        relay.try_publish_once().await.unwrap(),
+        Outcome::Published { sent: 0, refused: 1 },
+        "third refusal parks it"
+    );
+    assert_eq!(
+        relay.try_publish_once().await.unwrap(),
+        Outcome::Idle,
+        "parked: skipped, and P's second event may not overtake it"
+    );
+    let parked = outbox::parked(&pool).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].id, parked[0].attempts, parked[0].held_back), (poison, 3, 1));
+    assert!(parked[0].last_error.is_some());
+
+    // The operator lists it, fixes the cause, re-queues it.
+    let (ok, listed) = order_service_admin(&app, &["outbox", "parked"]);
+    assert!(ok, "{listed}");
+    assert!(listed.contains("1 parked outbox row(s)") && listed.contains(&format!("{poison} ")), "{listed}");
+    let (ok, missing) = order_service_admin(&app, &["outbox", "requeue", "999999"]);
+    assert!(!ok && missing.contains("no parked outbox row 999999"), "{missing}");
+    sqlx::query("UPDATE outbox SET body = $2 WHERE id = $1")
+        .bind(poison)
+        .bind(r#"{"group":"P","seq":1}"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (ok, requeued) = order_service_admin(&app, &["outbox", "requeue", &poison.to_string()]);
+    assert!(ok, "{requeued}");
+    assert!(requeued.contains(&format!("re-queued 1 outbox row(s): [{poison}]")), "{requeued}");
+    assert!(outbox::parked(&pool).await.unwrap().is_empty());
+
+    assert_eq!(relay.try_publish_once().await.unwrap(), Outcome::Published { sent: 1, refused: 0 });
+    assert_eq!(relay.try_publish_once().await.unwrap(), Outcome::Published { sent: 1, refused: 0 });
+    assert_eq!(outbox::backlog(&pool).await.unwrap(), 0);
+    let bodies: Vec<Value> = app
+        .queues
+        .drain(&app.queue_url, 3, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
+        .collect();
+    let p: Vec<i64> = bodies.iter().filter(|b| b["group"] == "P").map(|b| b["seq"].as_i64().unwrap()).collect();
+    assert_eq!(p, [1, 2], "order P's events in order after the re-queue");
+    let (ok, none) = order_service_admin(&app, &["outbox", "requeue", "--all"]);
+    assert!(ok && none.contains("re-queued 0 outbox row(s)"), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_a_lease_not_a_transaction_and_a_failed_send_releases_it() {
+    let app = spawn_app().await;
+    let pool = app.db.pool().await;
+    let queue = app.queues.name(ORDERS_QUEUE);
+    let id = enqueue_raw(&pool, &queue, "L", r#"{"group":"L"}"#).await;
+    let target = testkit::sqs_endpoint().trim_start_matches("http://").to_owned();
+    let proxy = Proxy::start(&target).await;
+    let client = messaging::connect(&messaging::SqsSettings::local(proxy.http_url())).await;
+    let relay = Relay::new(pool.clone(), Publisher::new(client), RelayConfig::default());
+    proxy.down();
+    assert!(relay.try_publish_once().await.is_err(), "SQS is away");
+    let (claimed, attempts): (Option<chrono::DateTime<chrono::Utc>>, i32) =
+        sqlx::query_as("SELECT claimed_until, attempts FROM outbox WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((claimed, attempts), (None, 0), "released for the next attempt, no attempt counted");
+    // While one relay holds a lease no other relay claims the row, and no lock is held meanwhile.
+    sqlx::query("UPDATE outbox SET claimed_until = now() + interval '1 hour' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let other = Relay::new(pool.clone(), Publisher::new(app.queues.client.clone()), RelayConfig::default());
+    assert_eq!(other.try_publish_once().await.unwrap(), Outcome::Idle);
+    let locked: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'outbox' AND l.mode = 'RowShareLock'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(locked, 0, "no transaction holds outbox rows");
+    // An expired lease (its relay died mid-send) is taken over.
+    sqlx::query("UPDATE outbox SET claimed_until = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(other.try_publish_once().await.unwrap(), Outcome::Published { sent: 1, refused: 0 });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_at_once_send_every_row_exactly_once_and_in_order_per_order() {
     let app = spawn_app().await;
