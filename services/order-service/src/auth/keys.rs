@@ -22,6 +22,8 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::verified::{self, VerifiedTokens};
+
 /// The only algorithm tokens may use; anything else (`none`, HS256 forged with
 /// the public key, RS256) is rejected before any signature check.
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
@@ -91,6 +93,7 @@ pub struct KeySet {
     validation: Validation,
     issuer: String,
     audience: String,
+    verified: VerifiedTokens,
 }
 
 impl KeySet {
@@ -142,6 +145,7 @@ impl KeySet {
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            verified: VerifiedTokens::new(verified::CAPACITY),
         })
     }
 
@@ -170,8 +174,19 @@ impl KeySet {
         (token, claims)
     }
 
-    /// Verifies a presented token: algorithm, key, signature, times, issuer, audience.
+    /// Verifies a presented token: algorithm, key, signature, times, issuer,
+    /// audience. A token verified before and still inside its validity window is
+    /// answered from [`VerifiedTokens`] without checking its signature again.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(claims) = self.verified.get(token, Utc::now().timestamp()) {
+            return Ok(claims);
+        }
+        let claims = self.verify_fully(token)?;
+        self.verified.insert(token, &claims);
+        Ok(claims)
+    }
+
+    fn verify_fully(&self, token: &str) -> Result<Claims, TokenError> {
         use jsonwebtoken::errors::ErrorKind as K;
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             K::InvalidAlgorithmName => TokenError::Algorithm,
@@ -246,6 +261,20 @@ mod tests {
         assert!(rotated.verify(&old_token).is_ok(), "old token still valid after rotation");
         let (new_token, _) = rotated.issue("c", Uuid::now_v7(), "orders:read", Duration::from_secs(60));
         assert!(matches!(keyset(&old).verify(&new_token), Err(TokenError::UnknownKey)));
+    }
+
+    #[test]
+    fn a_remembered_token_does_not_vouch_for_a_tampered_copy() {
+        let keys = keyset(&generate_private_key_pem());
+        let (token, claims) = keys.issue("demo", Uuid::now_v7(), "orders:read", Duration::from_secs(60));
+        assert_eq!(keys.verify(&token).unwrap(), claims);
+        assert_eq!(keys.verify(&token).unwrap(), claims, "answered from the cache");
+        let mut tampered = token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(matches!(keys.verify(&tampered), Err(TokenError::Signature | TokenError::Malformed)));
+        let foreign = keyset(&generate_private_key_pem());
+        assert!(matches!(foreign.verify(&token), Err(TokenError::UnknownKey)), "the cache is per key set");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! OAuth2 client credentials and JWT access tokens: the key set that signs and
-//! verifies tokens ([`keys`]), the registered clients with their hashed
-//! secrets ([`clients`]), the set of disabled clients ([`revocations`]) and
-//! the token endpoint's rate limits ([`limits`]). The HTTP side lives in `http::auth`.
+//! verifies tokens ([`keys`], remembering verified ones in [`verified`]), the
+//! registered clients with their hashed secrets ([`clients`]), the set of
+//! disabled clients ([`revocations`]) and the token endpoint's rate limits
+//! ([`limits`]). The HTTP side lives in `http::auth`.
 
 pub mod clients;
 pub mod keys;
 pub mod limits;
 pub mod revocations;
+pub mod verified;
 
 pub use keys::{Claims, KeySet, TokenError};
 pub use revocations::Revocations;
