@@ -1,47 +1,127 @@
 #!/usr/bin/env bash
-# `make bench`: order intake under load, against the targets in issue #3:
-#   - POST /orders at 32 concurrent clients >= pgbench's rate for the same durable
-#     transaction (order + history + outbox + idempotency rows, synchronous commit)
-#   - p99 < 25 ms at half that load
-#   - order-service peak RSS < 64 MiB
-# Uses a release build, a scratch database and its own queues; loopback only.
-# Tunables: BENCH_SECONDS (default 10), BENCH_CONCURRENCY (32).
+# `make bench`: the whole pipeline under load, each figure beside a reference
+# measured in the same run on the same machine (release builds, loopback only,
+# scratch databases and queues; nothing of `make run` is touched):
+#   1. references: pgbench running the service's own transaction and read, and
+#      the SQS endpoint's ceiling with batches of ten;
+#   2. intake alone: POST /orders at 32 clients (closed loop) against pgbench,
+#      p99 at half that rate, peak RSS;
+#   3. reads: GET /orders/{id} at 32 clients against pgbench's select; intake
+#      again with the pool going through PgBouncer (transaction pooling);
+#   4. the sustained pipeline: intake at its closed-loop rate for
+#      BENCH_PIPELINE_SECONDS with the default shipping delays, both services;
+#      share DELIVERED 10 s after the load ends, consumer rates against the SQS
+#      ceiling, CPU per order of every process (from /proc, over the orders'
+#      whole lifecycle), RSS;
+#   5. latency: order -> DELIVERED on the SSE stream with zero shipping delays
+#      at 50 orders/s;
+#   6. tracing: intake with spans exported to a local collector and to an
+#      unreachable one.
+# Tunables: BENCH_SECONDS (10), BENCH_CONCURRENCY (32), BENCH_PIPELINE_SECONDS (30),
+# BENCH_WATCH_RATE (50), BENCH_SKIP_TRACING=1.
 source "$(dirname "$0")/lib.sh"
 
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 CONCURRENCY="${BENCH_CONCURRENCY:-32}"
-PORT=18080
-DB=orderflow_bench
+PIPELINE_SECONDS="${BENCH_PIPELINE_SECONDS:-30}"
+WATCH_RATE="${BENCH_WATCH_RATE:-50}"
+API_PORT=18080
+DELIVERY_PORT=18081
 PGURL="postgres://postgres@127.0.0.1:5432"
+ORDERS_DB=orderflow_bench_orders
+DELIVERY_DB=orderflow_bench_delivery
+CUSTOMER=01900000-0000-7000-8000-0000000be7c4
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
+export SQLX_OFFLINE="${SQLX_OFFLINE:-true}" # the committed .sqlx/, as `make` builds
+SQS="http://127.0.0.1:$SQS_PORT"
 
 "$ROOT/scripts/deps.sh"
 command -v pgbench >/dev/null || apt_install postgresql-contrib
 
 step "building release binaries"
-cargo build --quiet --release --bin order-service --bin loadgen
+cargo build --quiet --release --bin order-service --bin delivery-service --bin loadgen
 BIN="$CARGO_TARGET_DIR/release"
-
-step "preparing scratch database $DB"
-psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-KEY=$(mktemp)
+WORK=$(mktemp -d)
+KEY="$WORK/jwt.pem"
 "$BIN/order-service" keys generate >"$KEY"
-export DATABASE_URL="$PGURL/$DB" JWT_PRIVATE_KEY_FILE="$KEY" RUST_LOG=warn LOG_FORMAT=json
-export SQS_ENDPOINT_URL="http://127.0.0.1:$SQS_PORT" SQS_CREATE_QUEUES=true ORDERS_QUEUE=bench-orders-queue.fifo
-"$BIN/order-service" migrate 2>/dev/null
-ORDERFLOW_NEW_CLIENT_SECRET=bench-secret "$BIN/order-service" clients create --client-id bench \
-  --customer-id 01900000-0000-7000-8000-0000000be7c4 >/dev/null
+TAG="bench$$"
 
-step "pgbench: the same transaction, $CONCURRENCY clients, ${SECONDS_PER_RUN}s"
-PGB=$(mktemp --suffix=.sql)
-cat >"$PGB" <<'SQL'
+API=""
+DELIVERY=""
+SINK=""
+cleanup() {
+  # errexit applies inside traps: every command here must not fail.
+  for pid in $API $DELIVERY $SINK; do kill "$pid" 2>/dev/null || true; done
+  if declare -F pgbouncer_stop >/dev/null; then pgbouncer_stop >/dev/null 2>&1 || true; fi
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+  "$BIN/loadgen" delete-queues --endpoint "$SQS" --prefix "$TAG-" >/dev/null 2>&1 || true
+  for db in $ORDERS_DB $DELIVERY_DB; do
+    psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+
+fresh_databases() {
+  for db in $ORDERS_DB $DELIVERY_DB; do
+    psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+  done
+  DATABASE_URL="$PGURL/$ORDERS_DB" "$BIN/order-service" migrate 2>/dev/null
+  DATABASE_URL="$PGURL/$DELIVERY_DB" "$BIN/delivery-service" migrate 2>/dev/null
+  ORDERFLOW_NEW_CLIENT_SECRET=bench-secret DATABASE_URL="$PGURL/$ORDERS_DB" \
+    "$BIN/order-service" clients create --client-id bench --customer-id "$CUSTOMER" >/dev/null
+}
+
+# Each phase gets its own queues, so no phase consumes another's leftovers.
+PHASE=0
+
+# start NAME PORT VAR=VALUE...: starts a service (release) and waits until it is
+# ready; refuses a taken port, so a stray process is never measured instead.
+start() {
+  local name=$1 port=$2 pid
+  shift 2
+  if port_open "$port"; then die "127.0.0.1:$port is already in use; stop what runs there"; fi
+  env RUST_LOG=warn LOG_FORMAT=json SQS_ENDPOINT_URL="$SQS" SQS_CREATE_QUEUES=true \
+    ORDERS_QUEUE="$TAG-$PHASE-orders-queue.fifo" DELIVERY_STATUS_QUEUE="$TAG-$PHASE-delivery-status-queue.fifo" \
+    "$@" HTTP_ADDR="127.0.0.1:$port" "$BIN/$name" >>"$RUN_DIR/bench-$name.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null || die "$name exited at start-up; see $RUN_DIR/bench-$name.log"
+  STARTED=$pid
+}
+start_api() { start order-service "$API_PORT" DATABASE_URL="$PGURL/$ORDERS_DB" JWT_PRIVATE_KEY_FILE="$KEY" "$@"; API=$STARTED; }
+start_delivery() { start delivery-service "$DELIVERY_PORT" DATABASE_URL="$PGURL/$DELIVERY_DB" "$@"; DELIVERY=$STARTED; }
+stop() { if [ -n "$1" ]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
+
+LG=("$BIN/loadgen" --json)
+TARGET=(--url "http://127.0.0.1:$API_PORT" --client-id bench --client-secret bench-secret)
+# field JSON KEY: one number from a loadgen --json line.
+field() { python3 -c 'import json,sys; print(round(float(json.loads(sys.argv[1])[sys.argv[2]]), 1))' "$1" "$2"; }
+int() { printf '%.0f' "$1"; }
+pct() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(round(100 * a / b) if b else 0)" "$1" "$2"; }
+verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo "PASS"; else echo "MISS"; fi; }
+rss_mib() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
+
+# CPU accounting from /proc: the clock ticks (user + system) a set of processes
+# has used. cpu_ticks PID...
+cpu_ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+postgres_pids() { pgrep -x postgres | tr '\n' ' '; }
+redis_pids() { pgrep -x redis-server | tr '\n' ' '; }
+emulator_pids() { cat "$RUN_DIR/sqs-emulator.pid" 2>/dev/null || true; }
+TICK=$(getconf CLK_TCK)
+
+fresh_databases
+##############################################################################
+step "1. references: pgbench (intake transaction and order read), SQS ceiling"
+PGB_WRITE="$WORK/write.sql"
+cat >"$PGB_WRITE" <<SQL
 \set qty random(1, 999)
 SELECT gen_random_uuid() AS oid, gen_random_uuid() AS eid \gset
 BEGIN;
 INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_status, response_body, expires_at)
-  VALUES ('01900000-0000-7000-8000-0000000be7c4', 'f:' || :eid::text, '\x00', :oid::uuid, 201, '{"id": "x"}', now() + interval '10 seconds');
+  VALUES ('$CUSTOMER', 'f:' || :eid::text, '\x00', :oid::uuid, 201, '{"id": "x"}', now() + interval '10 seconds');
 INSERT INTO orders (id, customer_id, status, currency, items, total_minor, shipping_address, created_at, updated_at)
-  VALUES (:oid::uuid, '01900000-0000-7000-8000-0000000be7c4', 'PENDING_SHIPMENT', 'EUR',
+  VALUES (:oid::uuid, '$CUSTOMER', 'PENDING_SHIPMENT', 'EUR',
           jsonb_build_array(jsonb_build_object('sku', 'PGB', 'quantity', :qty::int, 'unit_price_minor', 1000)), :qty::int * 1000,
           '{"name": "Load Test", "line1": "1 Bench Road", "line2": null, "city": "London", "postal_code": "N1", "country": "GB"}',
           now(), now());
@@ -49,97 +129,148 @@ INSERT INTO order_status_history (order_id, seq, status, at) VALUES (:oid::uuid,
 INSERT INTO outbox (event_id, destination, group_id, event_type, body) VALUES (:eid::uuid, 'pgbench', :oid::text, 'order-created', repeat('x', 600));
 COMMIT;
 SQL
-PGBENCH_TPS=$(pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$SECONDS_PER_RUN" -f "$PGB" "$PGURL/$DB" 2>/dev/null | awk '/^tps/ {print int($3)}')
-ok "pgbench: $PGBENCH_TPS transactions/s"
-psql "$DATABASE_URL" -qc "TRUNCATE orders, order_status_history, outbox, idempotency_keys CASCADE"
+PGBENCH_WRITE=$(pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$SECONDS_PER_RUN" -f "$PGB_WRITE" "$PGURL/$ORDERS_DB" 2>/dev/null | awk '/^tps/ {print int($3)}')
+ok "pgbench, the intake transaction: $PGBENCH_WRITE tx/s"
+# The read: the service's own query (an order with its history) on the rows pgbench wrote.
+PGB_READ="$WORK/read.sql"
+N_ORDERS=$(psql "$PGURL/$ORDERS_DB" -tAc "SELECT count(*) FROM orders")
+psql "$PGURL/$ORDERS_DB" -qc "CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM orders" >/dev/null
+cat >"$PGB_READ" <<SQL
+\set n random(1, $N_ORDERS)
+SELECT id FROM bench_ids WHERE n = :n \gset
+SELECT id, customer_id, status, currency, items, total_minor, shipping_address, carrier, tracking_number,
+       order_history(id), created_at, updated_at
+  FROM orders WHERE id = :id::uuid AND customer_id = '$CUSTOMER';
+SQL
+PGBENCH_READ=$(pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$SECONDS_PER_RUN" -f "$PGB_READ" "$PGURL/$ORDERS_DB" 2>/dev/null | awk '/^tps/ {print int($3)}')
+ok "pgbench, the order read: $PGBENCH_READ selects/s"
+CEILING=$("${LG[@]}" sqs --endpoint "$SQS" --concurrency 8 --duration 5s)
+SQS_SEND=$(int "$(field "$CEILING" send_per_s)")
+SQS_RECV=$(int "$(field "$CEILING" receive_delete_per_s)")
+ok "SQS ceiling, batches of 10: send $SQS_SEND msg/s, receive + delete $SQS_RECV msg/s"
 
-# Starts the order-service on $PORT with the given extra environment; fails if
-# the port is taken (a stray service would be measured instead) or it dies.
-start_service() {
-  port_open "$PORT" && die "127.0.0.1:$PORT is already in use; stop what runs there"
-  env "$@" HTTP_ADDR="127.0.0.1:$PORT" "$BIN/order-service" >>"$RUN_DIR/bench-order-service.log" 2>&1 &
-  SVC=$!
-  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  kill -0 "$SVC" 2>/dev/null || die "the order-service exited at start-up; see $RUN_DIR/bench-order-service.log"
-}
-
-SVC=""
-cleanup() {
-  # errexit applies inside traps: every command here must not fail.
-  [ -n "$SVC" ] && kill "$SVC" 2>/dev/null || true
-  [ -n "${SINK:-}" ] && kill "$SINK" 2>/dev/null || true
-  rm -f "$KEY" "$PGB"
-  psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-step "starting order-service (release) on 127.0.0.1:$PORT"
+fresh_databases
+##############################################################################
+PHASE=2
+step "2. intake alone: POST /orders, $CONCURRENCY clients, ${SECONDS_PER_RUN}s (order-service only)"
 : >"$RUN_DIR/bench-order-service.log"
-SVC=""
-start_service RUST_LOG=warn
-
-# summary JSON: one human line from a loadgen --json result.
-summary() {
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f orders/s, p50 %.1f ms, p99 %.1f ms, %d errors" % (d["rate"], d["p50_ms"], d["p99_ms"], d["errors"]))' "$1"
-}
-
-rate_of() { python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$1"; }
-
-LG=("$BIN/loadgen" --url "http://127.0.0.1:$PORT" --client-id bench --client-secret bench-secret --concurrency "$CONCURRENCY")
-# closed_loop: warm up a freshly started service (connections, prepared
-# statements), then print one closed-loop run's JSON result.
-closed_loop() {
-  "${LG[@]}" --duration 2s >/dev/null
-  "${LG[@]}" --duration "${SECONDS_PER_RUN}s" --json
-}
-step "closed loop: $CONCURRENCY concurrent clients, ${SECONDS_PER_RUN}s"
-FULL=$(closed_loop)
-RATE=$(rate_of "$FULL")
-ok "$(summary "$FULL")"
-
+start_api STATUS_CONSUMER_ENABLED=false
+"${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration 2s >/dev/null # warm-up
+FULL=$("${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration "${SECONDS_PER_RUN}s")
+RATE=$(int "$(field "$FULL" rate)")
+ok "$RATE orders/s (p50 $(field "$FULL" p50_ms) ms, p99 $(field "$FULL" p99_ms) ms, $(field "$FULL" errors) errors)"
 HALF=$((RATE / 2))
-step "open loop at half that rate: $HALF orders/s, ${SECONDS_PER_RUN}s"
-HALFRUN=$("${LG[@]}" --duration "${SECONDS_PER_RUN}s" --rate "$HALF" --json)
-P99=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["p99_ms"], 1))' "$HALFRUN")
-ok "$(summary "$HALFRUN")"
+HALFRUN=$("${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration "${SECONDS_PER_RUN}s" --rate "$HALF")
+P99=$(field "$HALFRUN" p99_ms)
+ok "open loop at $HALF orders/s: p99 $P99 ms"
 
-RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SVC/status")
-BACKLOG=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM outbox")
+##############################################################################
+step "3. reads: GET /orders/{id}, $CONCURRENCY clients, ${SECONDS_PER_RUN}s"
+READS=$("${LG[@]}" get "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration "${SECONDS_PER_RUN}s" --orders 2000)
+READ_RATE=$(int "$(field "$READS" rate)")
+ok "$READ_RATE reads/s (p99 $(field "$READS" p99_ms) ms)"
+API_RSS_INTAKE=$(rss_mib "$API")
+stop "$API"
 
-# Tracing on: once exporting to a reachable collector (a local sink), once to
-# an unreachable one. The difference between the two is what an outage of the
-# collector costs; the difference to the first run is what tracing costs.
-# Restarts the service with OTEL_EXPORTER_OTLP_ENDPOINT=$1 (in this shell, not
-# a subshell, so cleanup kills the right process).
-restart_with_otlp() {
-  kill "$SVC" 2>/dev/null || true
-  wait "$SVC" 2>/dev/null || true
-  start_service OTEL_EXPORTER_OTLP_ENDPOINT="$1"
-}
-SINK_PORT=14318
-python3 "$ROOT/scripts/otlp_sink.py" "$SINK_PORT" &
-SINK=$!
-step "closed loop with tracing on, exporting to a reachable OTLP collector"
-restart_with_otlp "http://127.0.0.1:$SINK_PORT"
-TRACED=$(closed_loop)
-TRACED_RATE=$(rate_of "$TRACED")
-ok "$(summary "$TRACED")"
-kill "$SINK" 2>/dev/null || true
-step "closed loop with tracing on and the OTLP collector unreachable"
-restart_with_otlp "http://127.0.0.1:9"
-OTEL=$(closed_loop)
-OTEL_RATE=$(rate_of "$OTEL")
-ok "$(summary "$OTEL")"
+step "3b. intake through PgBouncer (transaction pooling), $CONCURRENCY clients, ${SECONDS_PER_RUN}s"
+# Its own PgBouncer on its own port, so one that `make run` started is left alone.
+PGBOUNCER_PORT=16432
+source "$ROOT/scripts/pgbouncer.sh"
+pgbouncer_start >/dev/null
+start_api STATUS_CONSUMER_ENABLED=false DATABASE_POOLER="$PGBOUNCER_ADDR" DATABASE_STATEMENT_CACHE=0
+"${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration 2s >/dev/null # warm-up
+POOLED=$("${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration "${SECONDS_PER_RUN}s")
+POOLED_RATE=$(int "$(field "$POOLED" rate)")
+ok "$POOLED_RATE orders/s through PgBouncer (p99 $(field "$POOLED" p99_ms) ms)"
+stop "$API"
+pgbouncer_stop >/dev/null
 
-verdict() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo "PASS"; else echo "MISS"; fi; }
+fresh_databases
+##############################################################################
+PHASE=4
+step "4. the sustained pipeline: intake at $CONCURRENCY clients for ${PIPELINE_SECONDS}s, default shipping delays"
+: >"$RUN_DIR/bench-delivery-service.log"
+start_delivery
+start_api
+cpu_all() { echo "$(cpu_ticks "$API") $(cpu_ticks "$DELIVERY") $(cpu_ticks $(postgres_pids)) $(cpu_ticks $(redis_pids)) $(cpu_ticks $(emulator_pids))"; }
+read -r C0_API C0_DEL C0_PG C0_REDIS C0_SQS <<<"$(cpu_all)"
+T0=$(date +%s.%N)
+SUSTAINED=$("${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration "${PIPELINE_SECONDS}s")
+ACCEPTED=$(psql "$PGURL/$ORDERS_DB" -tAc "SELECT count(*) FROM orders")
+sleep 10 # the target is measured 10 s after the load ends
+DELIVERED_AT_10S=$(psql "$PGURL/$ORDERS_DB" -tAc "SELECT count(*) FROM orders WHERE status = 'DELIVERED'")
+ok "accepted $ACCEPTED orders ($(int "$(field "$SUSTAINED" rate)")/s); 10 s after the load: $DELIVERED_AT_10S DELIVERED ($(pct "$DELIVERED_AT_10S" "$ACCEPTED")%)"
+# Let every order finish its lifecycle (bounded), so CPU per order covers all of it.
+for _ in $(seq 1 600); do
+  [ "$(psql "$PGURL/$ORDERS_DB" -tAc "SELECT count(*) FROM orders WHERE status <> 'DELIVERED'")" = 0 ] && break
+  sleep 0.5
+done
+T1=$(date +%s.%N)
+read -r C1_API C1_DEL C1_PG C1_REDIS C1_SQS <<<"$(cpu_all)"
+DELIVERED=$(psql "$PGURL/$ORDERS_DB" -tAc "SELECT count(*) FROM orders WHERE status = 'DELIVERED'")
+# Consumer rates: status events applied and orders shipped over the run, from the databases' clocks.
+rate_between() { psql "$1" -tAc "$2"; }
+DELIVERY_RATE=$(rate_between "$PGURL/$DELIVERY_DB" "SELECT round(count(*) / greatest(extract(epoch FROM max(created_at) - min(created_at)), 1)) FROM shipments")
+STATUS_RATE=$(rate_between "$PGURL/$ORDERS_DB" "SELECT round(count(*) / greatest(extract(epoch FROM max(at) - min(at)), 1)) FROM order_status_history WHERE seq > 1")
+us_per_order() { python3 -c "import sys; d, n = int(sys.argv[1]), int(sys.argv[2]); print(round(d * 1e6 / $TICK / n) if n else 0)" "$1" "$2"; }
+CPU_API=$(us_per_order $((C1_API - C0_API)) "$DELIVERED")
+CPU_DEL=$(us_per_order $((C1_DEL - C0_DEL)) "$DELIVERED")
+CPU_PG=$(us_per_order $((C1_PG - C0_PG)) "$DELIVERED")
+CPU_REDIS=$(us_per_order $((C1_REDIS - C0_REDIS)) "$DELIVERED")
+CPU_SQS=$(us_per_order $((C1_SQS - C0_SQS)) "$DELIVERED")
+API_RSS=$(rss_mib "$API")
+DELIVERY_RSS=$(rss_mib "$DELIVERY")
+ok "all $DELIVERED DELIVERED after $(python3 -c "print(round($T1 - $T0))") s; CPU per order: order-service $CPU_API us, delivery-service $CPU_DEL us"
+stop "$API"; stop "$DELIVERY"
+
+fresh_databases
+##############################################################################
+PHASE=5
+step "5. order -> DELIVERED on the live stream, zero shipping delays, $WATCH_RATE orders/s"
+start_delivery SHIP_AFTER=0s DELIVER_AFTER=0s STEP_JITTER=0s
+start_api
+WATCH=$("${LG[@]}" watch "${TARGET[@]}" --rate "$WATCH_RATE" --duration 20s --timeout 30s)
+W50=$(field "$WATCH" p50_ms)
+W99=$(field "$WATCH" p99_ms)
+ok "p50 $W50 ms, p99 $W99 ms over $(field "$WATCH" ok) orders ($(field "$WATCH" errors) not delivered in time)"
+stop "$API"; stop "$DELIVERY"
+
+TRACED_RATE=-; OTEL_RATE=-
+if [ -z "${BENCH_SKIP_TRACING:-}" ]; then
+  fresh_databases
+  ############################################################################
+  PHASE=6
+  step "6. intake with tracing exported to a local collector, then to an unreachable one"
+  SINK_PORT=14318
+  python3 "$ROOT/scripts/otlp_sink.py" "$SINK_PORT" &
+  SINK=$!
+  start_api STATUS_CONSUMER_ENABLED=false OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT"
+  "${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration 2s >/dev/null
+  TRACED_RATE=$(int "$(field "$("${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration "${SECONDS_PER_RUN}s")" rate)")
+  stop "$API"; stop "$SINK"; SINK=""
+  start_api STATUS_CONSUMER_ENABLED=false OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"
+  "${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration 2s >/dev/null
+  OTEL_RATE=$(int "$(field "$("${LG[@]}" orders "${TARGET[@]}" --concurrency "$CONCURRENCY" --duration "${SECONDS_PER_RUN}s")" rate)")
+  stop "$API"
+  ok "traced $TRACED_RATE orders/s; collector unreachable $OTEL_RATE orders/s"
+fi
+
+SHARE=$(pct "$DELIVERED_AT_10S" "$ACCEPTED")
 cat <<REPORT
 
-orderflow intake benchmark (${CONCURRENCY} clients, ${SECONDS_PER_RUN}s runs, $(nproc) cores)
-  pgbench, same transaction        ${PGBENCH_TPS} tx/s
-  POST /orders, closed loop        ${RATE} orders/s           [$(verdict "$RATE >= $PGBENCH_TPS")] target >= pgbench
-  p99 at half load (${HALF}/s)      ${P99} ms                  [$(verdict "$P99 < 25")] target < 25 ms
-  order-service peak RSS           $((RSS_KB / 1024)) MiB                   [$(verdict "$RSS_KB < 65536")] target < 64 MiB
-  outbox rows still unsent         ${BACKLOG}
-  closed loop, tracing exported    ${TRACED_RATE} orders/s           ($((TRACED_RATE * 100 / (RATE > 0 ? RATE : 1)))% of the rate without tracing)
-  closed loop, collector down      ${OTEL_RATE} orders/s           ($((OTEL_RATE * 100 / (TRACED_RATE > 0 ? TRACED_RATE : 1)))% of the rate with a reachable collector)
+orderflow benchmark: $(nproc) cores, $(awk '/MemTotal/ {print int($2 / 1048576)}' /proc/meminfo) GiB, release builds, ${CONCURRENCY} clients
+                                             result              reference / target
+  intake, POST /orders closed loop           ${RATE} orders/s       pgbench ${PGBENCH_WRITE} tx/s: $(pct "$RATE" "$PGBENCH_WRITE")%  [$(verdict "$RATE >= $PGBENCH_WRITE")] >= 100%
+  intake through PgBouncer                   ${POOLED_RATE} orders/s       direct: $(pct "$POOLED_RATE" "$RATE")%
+  intake p99 at half load (${HALF}/s)         ${P99} ms              [$(verdict "$P99 < 25")] < 25 ms
+  GET /orders/{id}                           ${READ_RATE} reads/s      pgbench ${PGBENCH_READ}/s: $(pct "$READ_RATE" "$PGBENCH_READ")%  [$(verdict "$READ_RATE * 2 >= $PGBENCH_READ")] >= 50%
+  pipeline: DELIVERED 10 s after ${PIPELINE_SECONDS}s load  ${SHARE}% of ${ACCEPTED}     [$(verdict "$SHARE >= 95")] >= 95%
+  delivery-service consumer                  ${DELIVERY_RATE} orders/s      SQS ceiling ${SQS_RECV} msg/s: $(pct "$DELIVERY_RATE" "$SQS_RECV")%
+  order-service status consumer              ${STATUS_RATE} events/s      SQS ceiling ${SQS_RECV} msg/s: $(pct "$STATUS_RATE" "$SQS_RECV")%
+  CPU per order: order-service               ${CPU_API} us            [$(verdict "$CPU_API <= 150")] <= 150 us
+  CPU per order: delivery-service            ${CPU_DEL} us            [$(verdict "$CPU_DEL <= 150")] <= 150 us
+  CPU per order: PostgreSQL / Redis / SQS    ${CPU_PG} / ${CPU_REDIS} / ${CPU_SQS} us
+  order -> DELIVERED on SSE (${WATCH_RATE}/s, no delays)  p50 ${W50} ms, p99 ${W99} ms  [$(verdict "$W50 <= 150 and $W99 <= 500")] p50 <= 150, p99 <= 500
+  peak RSS: order-service / delivery-service ${API_RSS} / ${DELIVERY_RSS} MiB (intake alone: ${API_RSS_INTAKE})  [$(verdict "$API_RSS < 64 and $DELIVERY_RSS < 64")] < 64 MiB
+  intake with tracing exported / collector down  ${TRACED_RATE} / ${OTEL_RATE} orders/s
 REPORT

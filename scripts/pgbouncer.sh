@@ -27,12 +27,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
 PGBOUNCER_ADDR="127.0.0.1:$PGBOUNCER_PORT"
-PGBOUNCER_PIDFILE="$RUN_DIR/pgbouncer.pid"
+# Files are per port, so a second PgBouncer (the benchmark's) never touches the first.
+PGBOUNCER_PIDFILE="$RUN_DIR/pgbouncer-$PGBOUNCER_PORT.pid"
 
 # PgBouncer refuses to run as root; then it runs as `postgres`, which cannot
 # read a root-owned home, so its files go to a directory it owns.
 pgbouncer_dir() {
-  if [ "$(id -u)" -eq 0 ]; then echo "/tmp/orderflow-pgbouncer"; else echo "$STATE_DIR/pgbouncer"; fi
+  if [ "$(id -u)" -eq 0 ]; then echo "/tmp/orderflow-pgbouncer-$PGBOUNCER_PORT"; else echo "$STATE_DIR/pgbouncer-$PGBOUNCER_PORT"; fi
 }
 
 pgbouncer_running() {

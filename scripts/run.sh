@@ -4,15 +4,18 @@
 # and prints it. Safe to run again: it restarts only the orderflow services.
 # ORDERFLOW_PGBOUNCER=1: both services' pools go through PgBouncer (transaction
 # pooling) on 127.0.0.1:6432, installed and started by scripts/pgbouncer.sh.
+# RELEASE=1 (`make run RELEASE=1`): optimised builds, as `make bench` measures.
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/pgbouncer.sh"
 
 "$ROOT/scripts/deps.sh"
 
-step "building the services and the controller (cargo build; the first build takes a few minutes)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STATE_DIR/target}"
-cargo build --quiet --bin order-service --bin delivery-service --bin orderflow --bin orderflow-controller
-BIN="$CARGO_TARGET_DIR/debug"
+export SQLX_OFFLINE="${SQLX_OFFLINE:-true}"
+PROFILE=(); BIN="$CARGO_TARGET_DIR/debug"
+if [ "${RELEASE:-0}" = 1 ]; then PROFILE=(--release); BIN="$CARGO_TARGET_DIR/release"; fi
+step "building the services and the controller (cargo build ${PROFILE[*]}; the first build takes a few minutes)"
+cargo build --quiet "${PROFILE[@]}" --bin order-service --bin delivery-service --bin orderflow --bin orderflow-controller
 ok "built into $BIN"
 
 # The queues and databases are the controller's job, here as in a cluster: one
