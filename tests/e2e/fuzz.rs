@@ -76,6 +76,8 @@ async fn the_openapi_document_holds_under_schema_fuzzing() {
         .env("ORDERFLOW_FUZZ_TOKEN", &token)
         .env("SCHEMATHESIS_HOOKS", concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/hooks.py"))
         .stdin(Stdio::null())
+        // Its example cache (.schemathesis/) goes to the temp dir, never the checkout.
+        .current_dir(std::env::temp_dir())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(300), run)
