@@ -10,7 +10,10 @@ use envelope::Event;
 use messaging::{Disposition, Handler, Received};
 use sqlx::PgPool;
 
-use crate::storage::{self, Applied};
+use crate::{
+    scheduler::DueWaker,
+    storage::{self, Applied},
+};
 
 /// Turns `order-created` events into shipments.
 pub struct OrderCreatedHandler {
@@ -19,6 +22,8 @@ pub struct OrderCreatedHandler {
     pub ship_after: Duration,
     /// Random extra delay, up to this.
     pub jitter: Duration,
+    /// Wakes the scheduler when a new shipment is due before it would look.
+    pub due: DueWaker,
 }
 
 /// Wait before a message whose handling failed for a transient reason (the
@@ -39,11 +44,12 @@ impl Handler for OrderCreatedHandler {
         let ship_at = Utc::now() + chrono::Duration::from_std(self.ship_after + jitter).unwrap_or_default();
         match storage::create_shipment(&self.pool, &event, ship_at).await {
             Ok(Applied::Created(shipment_id)) => {
-                tracing::info!(order_id = %event.order_id, event_id = %event.event_id, %shipment_id, "shipment created");
+                tracing::debug!(order_id = %event.order_id, event_id = %event.event_id, %shipment_id, "shipment created");
+                self.due.due_at(ship_at);
                 Disposition::Ack
             }
             Ok(Applied::Duplicate) => {
-                tracing::info!(order_id = %event.order_id, event_id = %event.event_id, "duplicate order-created skipped");
+                tracing::debug!(order_id = %event.order_id, event_id = %event.event_id, "duplicate order-created skipped");
                 Disposition::Duplicate
             }
             // The database is away: hold the message (no receive count spent) until it is back.

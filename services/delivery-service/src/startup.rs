@@ -56,11 +56,6 @@ impl Application {
         }
         let publisher = Publisher::new(sqs.clone());
         let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
-        let consumer = Arc::new(Consumer::new(
-            sqs,
-            settings.consumer.clone(),
-            OrderCreatedHandler { pool: pool.clone(), ship_after: settings.ship_after, jitter: settings.step_jitter },
-        ));
         let scheduler = Arc::new(Scheduler::new(
             pool.clone(),
             StepPlan {
@@ -72,6 +67,16 @@ impl Application {
             settings.scheduler_batch,
             settings.scheduler_interval,
             relay.waker(),
+        ));
+        let consumer = Arc::new(Consumer::new(
+            sqs,
+            settings.consumer.clone(),
+            OrderCreatedHandler {
+                pool: pool.clone(),
+                ship_after: settings.ship_after,
+                jitter: settings.step_jitter,
+                due: scheduler.due_waker(),
+            },
         ));
         let queues = vec![settings.orders_queue.clone(), settings.status_queue.clone()];
         let accepting = Accepting::default();

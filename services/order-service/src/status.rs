@@ -97,11 +97,11 @@ impl Handler for StatusHandler {
         };
         match apply(&self.pool, &change).await {
             Ok(Applied::Moved(status)) => {
-                tracing::info!(order_id = %change.order_id, event_id = %change.event_id, status = status.as_str(), "order status changed");
+                tracing::debug!(order_id = %change.order_id, event_id = %change.event_id, status = status.as_str(), "order status changed");
                 Disposition::Ack
             }
             Ok(Applied::Unchanged) => {
-                tracing::info!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
+                tracing::debug!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
                 Disposition::Duplicate
             }
             Ok(Applied::UnknownOrder) => Disposition::reject("unknown_order", format!("no order {}", change.order_id)),

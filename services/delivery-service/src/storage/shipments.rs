@@ -100,6 +100,12 @@ fn jitter(max: Duration) -> chrono::Duration {
     chrono::Duration::milliseconds(rand::random_range(0..=max.as_millis() as i64))
 }
 
+/// When the earliest pending shipment step falls due (`None`: nothing pending),
+/// so the scheduler sleeps no longer than it must.
+pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT min(next_step_at) FROM shipments WHERE next_step_at IS NOT NULL").fetch_one(pool).await
+}
+
 /// Claims up to `batch` due shipments (`FOR UPDATE SKIP LOCKED`, so replicas
 /// share the work) and moves each one step on, writing its history row and its
 /// status event to the outbox in the same transaction. Each shipment's step runs
@@ -239,7 +245,7 @@ async fn advance_one(
     )
     .await?;
     metrics::ADVANCED.counter_with(&[next.as_str()]).increment(1);
-    tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.id, status = next.as_str(), "shipment advanced");
+    tracing::debug!(order_id = %shipment.order_id, shipment_id = %shipment.id, status = next.as_str(), "shipment advanced");
     Ok(())
 }
 

@@ -54,7 +54,12 @@ async fn a_database_outage_longer_than_the_redrive_window_dead_letters_nothing()
         PgPoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(1)).connect_lazy(&db.url).unwrap();
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let handler = Recording {
-        inner: OrderCreatedHandler { pool: pool.clone(), ship_after: Duration::ZERO, jitter: Duration::ZERO },
+        inner: OrderCreatedHandler {
+            pool: pool.clone(),
+            ship_after: Duration::ZERO,
+            jitter: Duration::ZERO,
+            due: Default::default(),
+        },
         attempts: attempts.clone(),
     };
     let consumer = Arc::new(Consumer::new(queues.client.clone(), config(queues.name(ORDERS)), handler));

@@ -187,7 +187,7 @@ pub async fn create_order(
         Ok(Placed::Created) => {
             state.intake.outbox.wake();
             metrics::ORDERS_CREATED.as_counter().increment(1);
-            tracing::info!(event_id = %message.event_id, total_minor = order.total_minor, "order placed");
+            tracing::debug!(event_id = %message.event_id, total_minor = order.total_minor, "order placed");
             StoredResponse { request_hash: hash_hex, order_id: order.id, status: 201, body }
         }
         Ok(Placed::KeyTaken(stored)) => {
