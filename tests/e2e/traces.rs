@@ -113,7 +113,8 @@ async fn one_trace_follows_an_order_through_both_services() {
     assert_eq!(stream.status(), reqwest::StatusCode::OK);
     let watching = tokio::spawn(stream.text());
 
-    // Wait for the last hop: the order-service applying order-delivered.
+    // Wait for the last hops: the order-service applying order-delivered, and
+    // every span of both services in the trace.
     let status_queue = sys.queues.name(e2e::STATUS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let (trace_id, spans) = loop {
@@ -130,7 +131,10 @@ async fn one_trace_follows_an_order_through_both_services() {
                 })
                 .count();
             let pushed = in_trace.iter().filter(|s| s.name == "sse.push").count();
-            if applied == 2 && pushed == 2 {
+            // Each service exports on its own schedule: the delivery-service's step
+            // spans may arrive after the order-service's, so wait for them too.
+            let steps = in_trace.iter().filter(|s| s.name.starts_with("shipment ")).count();
+            if applied == 2 && pushed == 2 && steps >= 2 {
                 break (root.trace_id.clone(), in_trace);
             }
         }
