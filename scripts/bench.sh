@@ -134,7 +134,7 @@ ok "pgbench, the intake transaction: $PGBENCH_WRITE tx/s"
 # The read: the service's own query (an order with its history) on the rows pgbench wrote.
 PGB_READ="$WORK/read.sql"
 N_ORDERS=$(psql "$PGURL/$ORDERS_DB" -tAc "SELECT count(*) FROM orders")
-psql "$PGURL/$ORDERS_DB" -qc "CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM orders" >/dev/null
+psql "$PGURL/$ORDERS_DB" -qc "CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM orders" -c "ALTER TABLE bench_ids ADD PRIMARY KEY (n)" >/dev/null
 cat >"$PGB_READ" <<SQL
 \set n random(1, $N_ORDERS)
 SELECT id FROM bench_ids WHERE n = :n \gset
