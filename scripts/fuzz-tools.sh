@@ -15,27 +15,9 @@ VENV="$TOOLS_DIR/venv-$REQ_HASH"
 # Progress goes to stderr so that `--env` output stays machine-readable.
 exec 3>&1 1>&2
 
-ensure_venv() {
-  if [ -f "$VENV/.complete" ]; then
-    ok "schemathesis (cached in $VENV)"
-    return
-  fi
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-  step "creating the Python venv of the schema fuzzer (schemathesis, about a minute)"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis did not install into $VENV"
-  touch "$VENV/.complete"
-  local old
-  for old in "$TOOLS_DIR"/venv-*; do
-    [ "$old" = "$VENV" ] || rm -rf "$old"
-  done
-  ok "schemathesis installed in $VENV"
-}
-
 mkdir -p "$TOOLS_DIR"
-ensure_venv
+pinned_venv "$VENV" "the schema fuzzer (schemathesis)" -r "$REQUIREMENTS"
+"$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis did not install into $VENV"
 if [ "${1:-}" = "--env" ]; then
   printf 'SCHEMATHESIS=%q\n' "$VENV/bin/schemathesis" >&3
 fi

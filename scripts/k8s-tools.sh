@@ -54,28 +54,9 @@ PY
   ok "helm $("$HELM" version --short)"
 }
 
-ensure_venv() {
-  if [ -f "$VENV/.complete" ]; then
-    ok "Python tools (cached in $VENV)"
-    return
-  fi
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-  step "creating the Python venv of the Kubernetes checks (checkov and friends, about a minute)"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS" -c "$CONSTRAINTS"
-  touch "$VENV/.complete"
-  # Older venvs (other pins) are left behind by a pin change; drop them.
-  local old
-  for old in "$TOOLS_DIR"/venv-*; do
-    [ "$old" = "$VENV" ] || rm -rf "$old"
-  done
-  ok "Python tools installed in $VENV"
-}
-
 mkdir -p "$TOOLS_DIR"
 ensure_helm
-ensure_venv
+pinned_venv "$VENV" "the Kubernetes checks (checkov and friends)" -r "$REQUIREMENTS" -c "$CONSTRAINTS"
 if [ "${1:-}" = "--env" ]; then
   printf 'HELM=%q\nVENV=%q\n' "$HELM" "$VENV" >&3
 fi

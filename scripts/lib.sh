@@ -39,3 +39,26 @@ apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
+
+# pinned_venv VENV LABEL PIP_ARGS...: the Python venv VENV with `pip install
+# PIP_ARGS` (pinned requirements), made once: a venv is complete only after its
+# install succeeded, and is named after its pins by the caller, so older venvs
+# beside it (other pins) are dropped.
+pinned_venv() {
+  local venv=$1 label=$2 old
+  shift 2
+  if [ -f "$venv/.complete" ]; then
+    ok "$label (cached in $venv)"
+    return
+  fi
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+  step "creating the Python venv of $label (about a minute)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+  touch "$venv/.complete"
+  for old in "$(dirname "$venv")"/venv-*; do
+    [ "$old" = "$venv" ] || rm -rf "$old"
+  done
+  ok "$label installed in $venv"
+}
