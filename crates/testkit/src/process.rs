@@ -46,6 +46,30 @@ impl Spawn {
     /// Starts the process and waits (bounded) until it says where it listens.
     /// Does not wait for readiness: see [`ServiceProcess::wait_ready`].
     pub async fn start(self) -> ServiceProcess {
+        let (name, log, child) = self.spawn();
+        let pid = child.id().expect("a started process has a pid");
+        let port = crate::eventually(Duration::from_secs(30), Duration::from_millis(20), || {
+            let port = listening_port(pid);
+            async move { port }
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name} did not start listening; its log: {}", log.display()));
+        ServiceProcess { url: format!("http://127.0.0.1:{port}"), log, child }
+    }
+
+    /// Runs the process to its end (bounded), for a run meant to stop on its own
+    /// (a failpoint's crash), which may come before it listens; returns how it
+    /// ended and where its log is.
+    pub async fn run_to_exit(self, within: Duration) -> (ExitStatus, PathBuf) {
+        let (name, log, mut child) = self.spawn();
+        let status = tokio::time::timeout(within, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not exit within {within:?}; its log: {}", log.display()))
+            .expect("wait for the process");
+        (status, log)
+    }
+
+    fn spawn(self) -> (String, PathBuf, Child) {
         let name = self.binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let log = std::env::temp_dir().join(format!("orderflow-test-{name}-{}.log", crate::unique_tag()));
         let file = std::fs::File::create(&log).expect("log file");
@@ -60,14 +84,7 @@ impl Spawn {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
-        let pid = child.id().expect("a started process has a pid");
-        let port = crate::eventually(Duration::from_secs(30), Duration::from_millis(20), || {
-            let port = listening_port(pid);
-            async move { port }
-        })
-        .await
-        .unwrap_or_else(|| panic!("{name} did not start listening; its log: {}", log.display()));
-        ServiceProcess { url: format!("http://127.0.0.1:{port}"), log, child }
+        (name, log, child)
     }
 }
 

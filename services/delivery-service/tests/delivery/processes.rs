@@ -12,7 +12,7 @@ use crate::helpers::{env_for, events, fixtures, order_created, send_to};
 
 /// The real binary with every loop running and short shipping delays; `extra`
 /// adds to (or overrides) the environment.
-async fn start(env: &[(String, String)], extra: &[(&str, &str)]) -> ServiceProcess {
+fn spawn(env: &[(String, String)], extra: &[(&str, &str)]) -> Spawn {
     let mut vars: Vec<(String, String)> = env.to_vec();
     vars.extend(
         [
@@ -27,7 +27,11 @@ async fn start(env: &[(String, String)], extra: &[(&str, &str)]) -> ServiceProce
         .chain(extra)
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    Spawn::new(env!("CARGO_BIN_EXE_delivery-service"), vars).start().await
+    Spawn::new(env!("CARGO_BIN_EXE_delivery-service"), vars)
+}
+
+async fn start(env: &[(String, String)], extra: &[(&str, &str)]) -> ServiceProcess {
+    spawn(env, extra).start().await
 }
 
 /// Sends an `order-created` for each order, as the order-service would.
@@ -80,9 +84,10 @@ async fn crashed_at_each_critical_moment_and_restarted_every_order_ships_exactly
     // on every run of this test.
     for failpoint in ["consumer-after-receive", "consumer-before-delete", "scheduler-before-commit", "relay-after-send"]
     {
-        let mut process = start(&env, &[("FAILPOINTS", &format!("{failpoint}=1*return"))]).await;
-        let status = process.exited(Duration::from_secs(60)).await;
-        assert!(!status.success(), "{failpoint}: the process crashed there ({status:?})");
+        // It may crash before it even listens (work is due at once), so only its end is awaited.
+        let failpoints = format!("{failpoint}=1*return");
+        let (status, log) = spawn(&env, &[("FAILPOINTS", &failpoints)]).run_to_exit(Duration::from_secs(60)).await;
+        assert!(!status.success(), "{failpoint}: the process crashed there ({status:?}; log {})", log.display());
     }
     let _survivor = start(&env, &[]).await;
     wait_all_delivered(&pool, orders.len() as i64, Duration::from_secs(60)).await;
