@@ -40,8 +40,7 @@ impl Handler for OrderCreatedHandler {
             }
             Err(rejected) => return rejected,
         };
-        let jitter = if self.jitter.is_zero() { Duration::ZERO } else { self.jitter.mul_f64(rand::random::<f64>()) };
-        let ship_at = Utc::now() + chrono::Duration::from_std(self.ship_after + jitter).unwrap_or_default();
+        let ship_at = storage::due_after(Utc::now(), self.ship_after, self.jitter);
         match storage::create_shipment(&self.pool, &event, ship_at).await {
             Ok(Applied::Created(shipment_id)) => {
                 tracing::debug!(order_id = %event.order_id, event_id = %event.event_id, %shipment_id, "shipment created");

@@ -4,7 +4,9 @@
 
 pub mod shipments;
 
-pub use shipments::{Applied, ShipmentView, StepPlan, advance_due, create_shipment, next_due, shipment_by_order};
+pub use shipments::{
+    Applied, ShipmentView, StepPlan, advance_due, create_shipment, due_after, next_due, shipment_by_order,
+};
 
 /// Migrations of the delivery database (embedded by the `database` crate).
 pub use database::migrations::DELIVERY as MIGRATOR;

@@ -93,11 +93,11 @@ struct Due {
     tracestate: Option<String>,
 }
 
-fn jitter(max: Duration) -> chrono::Duration {
-    if max.is_zero() {
-        return chrono::Duration::zero();
-    }
-    chrono::Duration::milliseconds(rand::random_range(0..=max.as_millis() as i64))
+/// When a step `delay` after `now` falls due, plus a random extra of up to `jitter`
+/// (so shipments created together do not all move at once).
+pub fn due_after(now: DateTime<Utc>, delay: Duration, jitter: Duration) -> DateTime<Utc> {
+    let extra = if jitter.is_zero() { 0 } else { rand::random_range(0..=jitter.as_millis() as i64) };
+    now + chrono::Duration::from_std(delay).unwrap_or_default() + chrono::Duration::milliseconds(extra)
 }
 
 /// When the earliest pending shipment step falls due (`None`: nothing pending),
@@ -193,7 +193,7 @@ async fn advance_one(
                 carrier,
                 tracking,
                 now,
-                now + chrono::Duration::from_std(plan.deliver_after).unwrap_or_default() + jitter(plan.jitter),
+                due_after(now, plan.deliver_after, plan.jitter),
             )
             .execute(&mut *tx)
             .await?;
