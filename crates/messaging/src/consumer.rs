@@ -1,7 +1,9 @@
 //! The consumer loop every service uses to read a FIFO queue.
 //!
-//! One step ([`Consumer::poll_once`]) long-polls a batch, hands each message to
-//! the service's [`Handler`] and settles it by the returned [`Disposition`]:
+//! One step ([`Consumer::poll_once`]) long-polls a batch, hands its messages to
+//! the service's [`Handler`] (together, one message per group at a time, so a
+//! handler can apply them in one transaction) and settles each by the
+//! [`Disposition`] it answered:
 //! acknowledged messages are deleted in one batch call after the handler has
 //! committed its work; a retry leaves the message for redelivery after a
 //! delay; a rejected (poison) message is made visible again at once so it
@@ -9,9 +11,12 @@
 //! configured receive count, instead of being silently dropped.
 //!
 //! Ordering: messages of one group (one order) are handled one after another in
-//! queue order; different groups run concurrently. If a message of a group is
-//! not acknowledged, the later messages of that group in the batch are released
-//! untouched, so they can never overtake it.
+//! queue order, in successive rounds; the messages of one round belong to
+//! different groups and are handled together. If a message of a group is not
+//! acknowledged, the later messages of that group in the batch are released
+//! untouched, so they can never overtake it. A batch that fails as a whole or
+//! panics is retried message by message, so one bad message cannot hold back
+//! the others.
 //!
 //! While a batch is being handled, a heartbeat extends the visibility of the
 //! messages not yet settled, so slow work is not redelivered under our feet.
@@ -33,7 +38,7 @@
 //! back-off. A redelivered message that panics every time ends in the DLQ.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     future::Future,
     sync::{
         Arc, Mutex,
@@ -65,6 +70,10 @@ pub struct Received {
     pub receive_count: u32,
     /// String message attributes (`event_type`, `traceparent`, ...).
     pub attributes: HashMap<String, String>,
+    /// The trace context of this message's `process` span: what the handler
+    /// stores or sends on, so later work continues the order's trace (empty
+    /// when traces are off).
+    pub trace: telemetry::propagation::TraceContext,
     receipt_handle: String,
 }
 
@@ -176,6 +185,25 @@ pub fn decode_event(message: &Received) -> Result<envelope::Event, Disposition> 
 pub trait Handler: Send + Sync + 'static {
     /// Handles one message. Commit any effect before returning [`Disposition::Ack`].
     fn handle(&self, message: &Received) -> impl Future<Output = Disposition> + Send;
+
+    /// Handles messages of different groups together (typically in one
+    /// transaction), answering each, in order. `None` asks the consumer to
+    /// hand each to [`Handler::handle`] instead: the handler does not batch, or
+    /// the batch failed as a whole for a reason it cannot pin on one message.
+    /// A message answered [`Disposition::Unavailable`] is handled alone
+    /// afterwards (held while the dependency is down). Commit before answering.
+    fn handle_batch(&self, messages: &[Received]) -> impl Future<Output = Option<Vec<Disposition>>> + Send {
+        let _ = messages;
+        std::future::ready(None)
+    }
+}
+
+/// What one round of a poll did: each message's answer (`None`: not handled),
+/// the attempts that found a dependency down, and whether a handler panicked.
+struct Round {
+    answers: Vec<Option<Disposition>>,
+    unavailable: usize,
+    panicked: bool,
 }
 
 /// Tuning of a consumer.
@@ -404,79 +432,55 @@ impl<H: Handler> Consumer<H> {
         // Aborted however this step ends (a panic, a dropped future).
         let heartbeat = AbortOnDrop(self.spawn_heartbeat(url.clone(), pending.clone()));
 
-        let results = join_all(groups.into_iter().map(|(_, list)| {
-            let pending = pending.clone();
-            async move {
-                let mut settled = Vec::new();
-                let mut blocked = false;
-                let (mut unavailable, mut panicked) = (0, false);
-                for m in list {
-                    let disposition = if blocked || stop.is_cancelled() {
-                        None
-                    } else {
-                        let mut held: Option<Held<'_>> = None;
-                        let mut backoff = shutdown::retry::Backoff::new(
-                            shutdown::retry::policy().with_max_delay(self.config.hold_max_delay),
-                        );
-                        loop {
-                            match self.handle_one(&m).await {
-                                None => {
-                                    panicked = true;
-                                    break None;
-                                }
-                                Some(Disposition::Unavailable { reason }) => {
-                                    unavailable += 1;
-                                    let pause = backoff.next_delay();
-                                    if held.is_none() {
-                                        tracing::warn!(message_id = %m.message_id, %reason, retry_in_ms = pause.as_millis() as u64,
-                                            "a dependency is down: holding the message and pausing receives until it is back");
-                                        held = Some(Held::new(&self.holding, &self.config.queue));
-                                    }
-                                    tokio::select! {
-                                        () = stop.cancelled() => break None,
-                                        () = tokio::time::sleep(pause) => {}
-                                    }
-                                }
-                                Some(d) => {
-                                    if held.is_some() {
-                                        tracing::info!(message_id = %m.message_id, "dependency back: held message handled, receiving resumes");
-                                    }
-                                    break Some(d);
-                                }
-                            }
-                        }
-                    };
-                    blocked = !disposition.as_ref().is_some_and(Disposition::settled);
-                    pending.lock().expect("pending lock").retain(|h| *h != m.receipt_handle);
-                    settled.push((m, disposition));
-                }
-                (settled, unavailable, panicked)
+        // Rounds: each takes the next message of every group still going and
+        // hands them to the handler together (different groups, so one
+        // transaction can apply them all). A group whose message is not settled
+        // releases the rest of its messages untouched, so none overtakes it.
+        let mut lanes: Vec<VecDeque<Received>> = groups.into_iter().map(|(_, list)| list.into()).collect();
+        let mut settled: Vec<(Received, Option<Disposition>)> = Vec::new();
+        let (mut unavailable, mut panicked) = (0, false);
+        loop {
+            let (lane_of, heads): (Vec<usize>, Vec<Received>) =
+                lanes.iter_mut().enumerate().filter_map(|(i, lane)| Some((i, lane.pop_front()?))).unzip();
+            if heads.is_empty() {
+                break;
             }
-        }))
-        .await;
+            let answers = if stop.is_cancelled() {
+                vec![None; heads.len()]
+            } else {
+                let round = self.handle_round(&heads, stop).await;
+                unavailable += round.unavailable;
+                panicked |= round.panicked;
+                round.answers
+            };
+            for ((lane, m), d) in lane_of.into_iter().zip(heads).zip(answers) {
+                if !d.as_ref().is_some_and(Disposition::settled) {
+                    settled.extend(lanes[lane].drain(..).map(|later| (later, None)));
+                }
+                settled.push((m, d));
+            }
+            // The heartbeat keeps extending only what is still to be handled.
+            *pending.lock().expect("pending lock") =
+                lanes.iter().flat_map(|lane| lane.iter().map(|m| m.receipt_handle.clone())).collect();
+        }
         drop(heartbeat);
 
-        let mut outcome = PollOutcome::default();
+        let mut outcome = PollOutcome { unavailable, ..PollOutcome::default() };
         let mut delete = Vec::new();
         let mut visibility: Vec<(String, i32)> = Vec::new();
-        let mut panicked = false;
-        for (settled, unavailable, group_panicked) in results {
-            outcome.unavailable += unavailable;
-            panicked |= group_panicked;
-            for (m, d) in settled {
-                outcome.received += 1;
-                match &d {
-                    Some(Disposition::Ack | Disposition::Duplicate) => outcome.acked += 1,
-                    Some(Disposition::Retry { .. }) => outcome.retried += 1,
-                    Some(Disposition::Reject { .. }) => outcome.rejected += 1,
-                    Some(Disposition::Unavailable { .. }) | None => outcome.released += 1,
-                }
-                match settle(d.as_ref()) {
-                    Settle::Delete => delete.push(m.receipt_handle),
-                    Settle::Visible(secs) => visibility.push((m.receipt_handle, secs)),
-                    // Not reached (the loop above holds until another answer); released to be safe.
-                    Settle::HoldAndRetry => visibility.push((m.receipt_handle, 0)),
-                }
+        for (m, d) in settled {
+            outcome.received += 1;
+            match &d {
+                Some(Disposition::Ack | Disposition::Duplicate) => outcome.acked += 1,
+                Some(Disposition::Retry { .. }) => outcome.retried += 1,
+                Some(Disposition::Reject { .. }) => outcome.rejected += 1,
+                Some(Disposition::Unavailable { .. }) | None => outcome.released += 1,
+            }
+            match settle(d.as_ref()) {
+                Settle::Delete => delete.push(m.receipt_handle),
+                Settle::Visible(secs) => visibility.push((m.receipt_handle, secs)),
+                // Not reached (a held message is handled until another answer); released to be safe.
+                Settle::HoldAndRetry => visibility.push((m.receipt_handle, 0)),
             }
         }
         // Crash tests: the handlers committed, the messages are not deleted yet.
@@ -492,10 +496,112 @@ impl<H: Handler> Consumer<H> {
         Ok(outcome)
     }
 
-    /// One handling attempt in its own task, so a panic is caught (`None`)
-    /// instead of unwinding through the poller; records the outcome metrics.
-    async fn handle_one(&self, m: &Received) -> Option<Disposition> {
+    /// One round: messages of different groups, first offered to the handler
+    /// as one batch (in its own task, so a panic is caught); any message the
+    /// batch did not answer (the handler does not batch, the batch panicked or
+    /// failed as a whole) or answered [`Disposition::Unavailable`] is then
+    /// handled alone, held while its dependency is down.
+    async fn handle_round(&self, heads: &[Received], stop: &CancellationToken) -> Round {
         let started = Instant::now();
+        // Each message continues the trace of the event it carries (a child of
+        // its send span, not a link: the batch is only a transport detail), and
+        // hands its own context on through `Received::trace`.
+        let spans: Vec<tracing::Span> = heads.iter().map(|m| self.process_span(m)).collect();
+        let batch: Vec<Received> = heads
+            .iter()
+            .zip(&spans)
+            .map(|(m, span)| Received { trace: telemetry::propagation::context_of(span), ..m.clone() })
+            .collect();
+        let (handler, n) = (self.handler.clone(), batch.len());
+        let batch_span = tracing::debug_span!("message.batch", messaging.batch.message_count = n);
+        let answered = tokio::spawn(
+            async move { handler.handle_batch(&batch).await.map(|ds| (ds, batch)) }.instrument(batch_span),
+        )
+        .await;
+        let answered = match answered {
+            Ok(Some((ds, batch))) if ds.len() == n => Some((ds, batch)),
+            Ok(Some((ds, _))) => {
+                tracing::error!(queue = %self.config.queue, messages = n, answers = ds.len(),
+                    "the batch handler answered for the wrong number of messages; handling them one by one");
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(queue = %self.config.queue, messages = n, error = %e,
+                    "a batch handler panicked; handling its messages one by one to find the one at fault");
+                None
+            }
+        };
+        let mut answers: Vec<Option<Disposition>> = vec![None; n];
+        let mut alone = Vec::new();
+        match answered {
+            Some((ds, batch)) => {
+                let took = started.elapsed();
+                for (i, (d, m)) in ds.into_iter().zip(batch).enumerate() {
+                    if matches!(d, Disposition::Unavailable { .. }) {
+                        alone.push(i);
+                    } else {
+                        self.record(&m, &d, took);
+                        answers[i] = Some(d);
+                    }
+                }
+            }
+            None => alone.extend(0..n),
+        }
+        let results = join_all(alone.iter().map(|&i| self.handle_alone(&heads[i], &spans[i], stop))).await;
+        let mut round = Round { answers, unavailable: 0, panicked: false };
+        for (i, (d, unavailable, panicked)) in alone.into_iter().zip(results) {
+            round.answers[i] = d;
+            round.unavailable += unavailable;
+            round.panicked |= panicked;
+        }
+        round
+    }
+
+    /// Handles one message alone (in its `process` span) until it gets an
+    /// answer other than [`Disposition::Unavailable`]: while a dependency is
+    /// down the message is held (receiving pauses) and tried again with
+    /// back-off. Returns the answer (`None`: panicked, or stopped while held),
+    /// the unavailable attempts, and whether the handler panicked.
+    async fn handle_alone(
+        &self,
+        m: &Received,
+        span: &tracing::Span,
+        stop: &CancellationToken,
+    ) -> (Option<Disposition>, usize, bool) {
+        let message = Received { trace: telemetry::propagation::context_of(span), ..m.clone() };
+        let mut held: Option<Held<'_>> = None;
+        let mut backoff =
+            shutdown::retry::Backoff::new(shutdown::retry::policy().with_max_delay(self.config.hold_max_delay));
+        let mut unavailable = 0;
+        loop {
+            match self.handle_one(&message, span).await {
+                None => return (None, unavailable, true),
+                Some(Disposition::Unavailable { reason }) => {
+                    unavailable += 1;
+                    let pause = backoff.next_delay();
+                    if held.is_none() {
+                        tracing::warn!(message_id = %m.message_id, %reason, retry_in_ms = pause.as_millis() as u64,
+                            "a dependency is down: holding the message and pausing receives until it is back");
+                        held = Some(Held::new(&self.holding, &self.config.queue));
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return (None, unavailable, false),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+                Some(d) => {
+                    if held.is_some() {
+                        tracing::info!(message_id = %m.message_id, "dependency back: held message handled, receiving resumes");
+                    }
+                    return (Some(d), unavailable, false);
+                }
+            }
+        }
+    }
+
+    /// The `process` span of one message, a child of the span that sent it.
+    fn process_span(&self, m: &Received) -> tracing::Span {
         let span = tracing::info_span!(
             "message.process",
             otel.name = format!("process {}", self.config.queue),
@@ -508,28 +614,42 @@ impl<H: Handler> Consumer<H> {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        // Each message continues the trace of the event it carries (child, not link:
-        // the batch is only a transport detail here; each message is handled alone).
         telemetry::propagation::set_parent(
             &span,
             m.attributes.get(crate::ATTR_TRACEPARENT).map(String::as_str),
             m.attributes.get(crate::ATTR_TRACESTATE).map(String::as_str),
         );
         telemetry::propagation::record_ids(&span);
+        span
+    }
+
+    /// One handling attempt of one message in its own task, so a panic is
+    /// caught (`None`) instead of unwinding through the poller.
+    async fn handle_one(&self, m: &Received, span: &tracing::Span) -> Option<Disposition> {
+        let started = Instant::now();
         let (handler, message) = (self.handler.clone(), m.clone());
-        let result = tokio::spawn(async move { handler.handle(&message).await }.instrument(span)).await;
-        let queue = self.config.queue.as_str();
-        metrics::HANDLING.histogram_with(&[queue]).record(started.elapsed().as_secs_f64());
-        let d = match result {
-            Ok(d) => d,
+        let result = tokio::spawn(async move { handler.handle(&message).await }.instrument(span.clone())).await;
+        match result {
+            Ok(d) => {
+                self.record(m, &d, started.elapsed());
+                Some(d)
+            }
             Err(e) => {
+                let queue = self.config.queue.as_str();
+                metrics::HANDLING.histogram_with(&[queue]).record(started.elapsed().as_secs_f64());
                 metrics::PROCESSED.counter_with(&[queue, "panic"]).increment(1);
                 tracing::error!(message_id = %m.message_id, receive_count = m.receive_count, error = %e,
                     "message handler panicked; releasing the message");
-                return None;
+                None
             }
-        };
-        match &d {
+        }
+    }
+
+    /// The metrics (and the log line of a rejection) of one answered message.
+    fn record(&self, m: &Received, d: &Disposition, took: Duration) {
+        let queue = self.config.queue.as_str();
+        metrics::HANDLING.histogram_with(&[queue]).record(took.as_secs_f64());
+        match d {
             Disposition::Duplicate => metrics::DUPLICATE.counter_with(&[queue]).increment(1),
             Disposition::Reject { label, reason } => {
                 metrics::REJECTED.counter_with(&[queue, label]).increment(1);
@@ -539,7 +659,6 @@ impl<H: Handler> Consumer<H> {
             _ => {}
         }
         metrics::PROCESSED.counter_with(&[queue, d.outcome()]).increment(1);
-        Some(d)
     }
 
     fn spawn_heartbeat(&self, url: String, pending: Arc<Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
@@ -715,6 +834,7 @@ fn received(m: Message) -> Received {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1),
         attributes,
+        trace: Default::default(),
         receipt_handle: m.receipt_handle.unwrap_or_default(),
     }
 }

@@ -4,19 +4,29 @@
 //! nothing, and is answered with [`crate::Disposition::Duplicate`].
 //!
 //! Each service's migrations create the table (the same definition in each
-//! database; a test holds them equal). This module owns the queries on it.
+//! database; a test holds them equal). This module owns the queries on it,
+//! except where a handler records a batch inside its own single statement
+//! (the delivery-service's `create_shipments`).
+
+use std::collections::HashSet;
 
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// Records `event_id`; `false` if it was processed before (skip it).
-pub async fn record_once(conn: &mut PgConnection, event_id: Uuid) -> Result<bool, sqlx::Error> {
-    let inserted =
-        sqlx::query!("INSERT INTO processed_messages (event_id) VALUES ($1) ON CONFLICT DO NOTHING", event_id)
-            .execute(conn)
-            .await?
-            .rows_affected();
-    Ok(inserted == 1)
+/// Records each of `event_ids`; returns those not processed before (the
+/// others are skipped). One statement for a whole batch.
+pub async fn record_new(conn: &mut PgConnection, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
+    if event_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let fresh = sqlx::query_scalar!(
+        r#"INSERT INTO processed_messages (event_id) SELECT unnest($1::uuid[])
+           ON CONFLICT DO NOTHING RETURNING event_id AS "event_id!""#,
+        event_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(fresh.into_iter().collect())
 }
 
 /// Deletes up to `batch` inbox rows older than `older_than`; returns how many.

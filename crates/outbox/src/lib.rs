@@ -44,16 +44,29 @@ pub struct OutboxMessage {
 /// Adds `message` to the outbox within the caller's transaction, so the event
 /// is published if and only if the caller commits.
 pub async fn enqueue(conn: &mut PgConnection, message: &OutboxMessage) -> Result<(), sqlx::Error> {
+    enqueue_all(conn, std::slice::from_ref(message)).await
+}
+
+/// Adds `messages` to the outbox, in order, within the caller's transaction:
+/// one statement however many there are.
+pub async fn enqueue_all(conn: &mut PgConnection, messages: &[OutboxMessage]) -> Result<(), sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&OutboxMessage) -> &String| messages.iter().map(|m| f(m).clone()).collect::<Vec<String>>();
     sqlx::query!(
         "INSERT INTO outbox (event_id, destination, group_id, event_type, body, traceparent, tracestate)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        message.event_id,
-        message.destination,
-        message.group_id,
-        message.event_type,
-        message.body,
-        message.traceparent,
-        message.tracestate,
+         SELECT event_id, destination, group_id, event_type, body, traceparent, tracestate
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+           WITH ORDINALITY AS m (event_id, destination, group_id, event_type, body, traceparent, tracestate, n)
+          ORDER BY n",
+        &messages.iter().map(|m| m.event_id).collect::<Vec<_>>(),
+        &column(|m| &m.destination),
+        &column(|m| &m.group_id),
+        &column(|m| &m.event_type),
+        &column(|m| &m.body),
+        messages.iter().map(|m| m.traceparent.clone()).collect::<Vec<_>>() as _,
+        messages.iter().map(|m| m.tracestate.clone()).collect::<Vec<_>>() as _,
     )
     .execute(conn)
     .await?;

@@ -21,7 +21,11 @@
 //! written elsewhere, pausing while the circuit is open, and draining what it
 //! can on shutdown.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use messaging::{MAX_BATCH, OutgoingMessage, PublishError, Publisher};
@@ -43,6 +47,9 @@ pub struct RelayConfig {
     /// How often to look for rows nobody woke us for (written by another replica,
     /// or due for a retry).
     pub poll_interval: Duration,
+    /// How long a woken loop waits for more rows before it claims, so a busy
+    /// relay sends fuller batches (fewer SQS calls per event); zero sends at once.
+    pub linger: Duration,
     /// Consecutive failed calls that open the circuit.
     pub breaker_threshold: u32,
     /// First cool-down of an open circuit; doubles per failed probe up to `breaker_max_cooldown`.
@@ -64,13 +71,14 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// Reads `OUTBOX_POLL_INTERVAL`, `OUTBOX_BREAKER_COOLDOWN`,
+    /// Reads `OUTBOX_POLL_INTERVAL`, `OUTBOX_LINGER`, `OUTBOX_BREAKER_COOLDOWN`,
     /// `OUTBOX_RELAY_CONCURRENCY`, `OUTBOX_LEASE` and `OUTBOX_MAX_ATTEMPTS` over
     /// the defaults.
     pub fn from_env(env: &mut settings::Env) -> Self {
         let d = Self::default();
         let c = Self {
             poll_interval: env.duration("OUTBOX_POLL_INTERVAL", d.poll_interval),
+            linger: env.duration("OUTBOX_LINGER", d.linger),
             breaker_cooldown: env.duration("OUTBOX_BREAKER_COOLDOWN", d.breaker_cooldown),
             concurrency: env.get("OUTBOX_RELAY_CONCURRENCY", d.concurrency),
             lease: env.duration("OUTBOX_LEASE", d.lease),
@@ -95,6 +103,7 @@ impl Default for RelayConfig {
         Self {
             batch_size: MAX_BATCH,
             poll_interval: Duration::from_secs(1),
+            linger: Duration::from_millis(10),
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             breaker_max_cooldown: Duration::from_secs(30),
@@ -145,7 +154,12 @@ pub struct Relay {
     config: RelayConfig,
     breaker: Mutex<Breaker>,
     waker: Waker,
+    /// When this relay last looked for expired leases (`None`: never).
+    expired_looked: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How often, at most, a relay looks for leases that ran out.
+const EXPIRED_LOOK_EVERY: Duration = Duration::from_secs(1);
 
 struct Row {
     id: i64,
@@ -162,7 +176,14 @@ struct Row {
 impl Relay {
     pub fn new(pool: PgPool, publisher: Publisher, config: RelayConfig) -> Self {
         let breaker = Breaker::new(config.breaker_threshold, config.breaker_cooldown, config.breaker_max_cooldown);
-        Self { pool, publisher, config, breaker: Mutex::new(breaker), waker: Waker::default() }
+        Self {
+            pool,
+            publisher,
+            config,
+            breaker: Mutex::new(breaker),
+            waker: Waker::default(),
+            expired_looked: std::sync::Mutex::new(None),
+        }
     }
 
     /// A handle that wakes this relay.
@@ -247,11 +268,42 @@ impl Relay {
         // Crash tests: SQS has the messages, the rows are not deleted yet.
         fail::fail_point!("relay-after-send", |_| std::process::abort());
 
+        let parked = if unsent.is_empty() && refused.is_empty() {
+            // The usual case: everything went out; one statement settles it.
+            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &sent).execute(&self.pool).await?;
+            0
+        } else {
+            self.settle(&sent, &unsent, &refused).await?
+        };
+        if let Some(e) = failure.filter(|_| sent.is_empty() && refused.is_empty()) {
+            return Err(e.into());
+        } else if !unsent.is_empty() {
+            tracing::warn!("batch to one queue failed; other queues' rows settled");
+        }
+
+        let now = Utc::now();
+        for row in rows.iter().filter(|r| sent.contains(&r.id)) {
+            let age = (now - row.created_at).to_std().unwrap_or_default();
+            metrics::PUBLISH_DELAY.as_histogram().record(age.as_secs_f64());
+            tracing::debug!(event_id = %row.event_id, order_id = %row.group_id, "event published");
+        }
+        metrics::PUBLISHED.as_counter().increment(sent.len() as u64);
+        metrics::REFUSED.as_counter().increment(refused.len() as u64);
+        metrics::PARKED.as_counter().increment(parked);
+        tracing::Span::current().record("sent", sent.len()).record("refused", refused.len());
+        Ok(Outcome::Published { sent: sent.len(), refused: refused.len() })
+    }
+
+    /// Settles a batch that did not all go out, in one transaction: deletes
+    /// the sent rows, releases the unsent ones (SQS was away: no attempt
+    /// counted), and counts an attempt on each refused row, parking it after
+    /// `max_attempts`. Returns how many were parked.
+    async fn settle(&self, sent: &[i64], unsent: &[i64], refused: &[(i64, String)]) -> Result<u64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &sent).execute(&mut *tx).await?;
-        sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", &unsent).execute(&mut *tx).await?;
         let mut parked = 0;
-        for (id, why) in &refused {
+        sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent).execute(&mut *tx).await?;
+        sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", unsent).execute(&mut *tx).await?;
+        for (id, why) in refused {
             let now_parked = sqlx::query_scalar!(
                 r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
                    next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4)),
@@ -276,50 +328,67 @@ impl Relay {
             }
         }
         tx.commit().await?;
-        if let Some(e) = failure.filter(|_| sent.is_empty() && refused.is_empty()) {
-            return Err(e.into());
-        } else if !unsent.is_empty() {
-            tracing::warn!("batch to one queue failed; other queues' rows settled");
-        }
-
-        let now = Utc::now();
-        for row in rows.iter().filter(|r| sent.contains(&r.id)) {
-            let age = (now - row.created_at).to_std().unwrap_or_default();
-            metrics::PUBLISH_DELAY.as_histogram().record(age.as_secs_f64());
-            tracing::debug!(event_id = %row.event_id, order_id = %row.group_id, "event published");
-        }
-        metrics::PUBLISHED.as_counter().increment(sent.len() as u64);
-        metrics::REFUSED.as_counter().increment(refused.len() as u64);
-        metrics::PARKED.as_counter().increment(parked);
-        tracing::Span::current().record("sent", sent.len()).record("refused", refused.len());
-        Ok(Outcome::Published { sent: sent.len(), refused: refused.len() })
+        Ok(parked)
     }
 
     /// Leases up to `limit` rows: each the oldest row of its group, due, not
-    /// parked, not leased. One statement, so nothing is held after it returns.
+    /// parked, not leased. One statement, so nothing is held after it returns;
+    /// it walks the `outbox_ready` index in id order and stops after `limit`
+    /// rows, so its cost does not grow with the backlog. Rows whose lease ran
+    /// out (their relay died mid-send) are looked for when the ready rows do
+    /// not fill the batch, at most once a second: under a saturating load they
+    /// wait for the first lull, holding back only their own group.
     async fn claim(&self, limit: usize) -> Result<Vec<Row>, sqlx::Error> {
-        sqlx::query_as!(
+        let lease = self.config.lease.as_secs_f64();
+        let mut rows = sqlx::query_as!(
             Row,
             "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
              WHERE id IN (
                SELECT id FROM outbox o
-               WHERE next_attempt_at <= now()
-                 AND parked_at IS NULL
-                 AND (claimed_until IS NULL OR claimed_until < now())
+               WHERE parked_at IS NULL AND claimed_until IS NULL
+                 AND next_attempt_at <= now()
                  AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.group_id = o.group_id AND e.id < o.id)
                ORDER BY id
                LIMIT $1
                FOR UPDATE OF o SKIP LOCKED)
              RETURNING id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at",
             limit as i64,
-            self.config.lease.as_secs_f64(),
+            lease,
         )
         .fetch_all(&self.pool)
-        .await
-        .map(|mut rows| {
-            rows.sort_by_key(|r| r.id);
-            rows
-        })
+        .await?;
+        if rows.len() < limit && self.time_to_look_for_expired_leases() {
+            rows.extend(
+                sqlx::query_as!(
+                    Row,
+                    "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
+                     WHERE id IN (
+                       SELECT id FROM outbox o
+                       WHERE claimed_until < now() AND parked_at IS NULL
+                         AND next_attempt_at <= now()
+                         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.group_id = o.group_id AND e.id < o.id)
+                       ORDER BY id
+                       LIMIT $1
+                       FOR UPDATE OF o SKIP LOCKED)
+                     RETURNING id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at",
+                    (limit - rows.len()) as i64,
+                    lease,
+                )
+                .fetch_all(&self.pool)
+                .await?,
+            );
+        }
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    fn time_to_look_for_expired_leases(&self) -> bool {
+        let mut looked = self.expired_looked.lock().expect("expired_looked lock");
+        let due = looked.is_none_or(|at| at.elapsed() >= EXPIRED_LOOK_EVERY);
+        if due {
+            *looked = Some(Instant::now());
+        }
+        due
     }
 
     /// Runs `concurrency` loops until `cancel`, then drains for at most `drain_for`.
@@ -362,7 +431,13 @@ impl Relay {
             }
             tokio::select! {
                 () = cancel.cancelled() => break,
-                () = self.waker.0.notified() => {}
+                () = self.waker.0.notified() => {
+                    // Woken by a commit: let the rows of the next few commits join the batch.
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(self.config.linger) => {}
+                    }
+                }
                 () = tokio::time::sleep(pause) => {}
             }
         }

@@ -92,6 +92,8 @@ impl Scheduler {
         tracing::info!(interval_ms = self.interval.as_millis() as u64, "shipment scheduler started");
         while !stop.is_cancelled() {
             let pause = match self.try_advance_once().await {
+                // A full batch: more are due; no need to ask when.
+                Ok(moved) if moved >= self.batch as usize => Duration::ZERO,
                 Ok(moved) => {
                     // Unknown (the query failed): fall back to the interval.
                     let next_due = storage::next_due(&self.pool).await.unwrap_or(Some(Utc::now() + self.interval));

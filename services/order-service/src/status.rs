@@ -1,16 +1,20 @@
 //! Applying delivery status events (`order-shipped`, `order-delivered` from
 //! `delivery-status-queue.fifo`) to orders, with the shared consumer loop.
 //!
-//! Each event is applied in one transaction with its inbox record: the order
-//! moves one step forward, gains a history row stamped with the event's time,
-//! and a `pg_notify('order_events', '<order_id> <traceparent>')` wakes every
+//! The events of a received batch (distinct orders) are applied in one
+//! transaction with their inbox records: each order moves one step forward,
+//! gains a history row stamped with the event's time, and a
+//! `pg_notify('order_events', '<order_id> <traceparent>')` wakes every
 //! replica's live streams at commit (the trace context lets their push spans
-//! join the order's trace). A duplicate or stale event (the order is already there or
-//! beyond) is acknowledged and changes nothing. An event for an unknown order,
+//! join the order's trace). A duplicate or stale event (the order is already
+//! there or beyond) is acknowledged and changes nothing. An event for an unknown order,
 //! or one that would skip a step, is logged, counted and rejected so it ends in
 //! the dead-letter queue instead of being retried forever.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use envelope::Event;
@@ -44,7 +48,7 @@ pub struct StatusHandler {
 }
 
 /// What applying one event did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Moved(OrderStatus),
     /// Seen before, or the order is already at or past this status.
@@ -57,6 +61,7 @@ pub enum Applied {
     },
 }
 
+#[derive(Debug, Clone)]
 struct Change {
     order_id: Uuid,
     event_id: Uuid,
@@ -64,114 +69,217 @@ struct Change {
     at: DateTime<Utc>,
     carrier: Option<String>,
     tracking_number: Option<String>,
+    /// The trace context of the message's `process` span, for the notification.
+    traceparent: Option<String>,
 }
 
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Handler for StatusHandler {
     async fn handle(&self, message: &Received) -> Disposition {
-        let change = match messaging::decode_event(message) {
-            Ok(Event::OrderShipped(e)) => Change {
-                order_id: e.order_id,
-                event_id: e.event_id,
-                to: OrderStatus::Shipped,
-                at: e.payload.shipped_at,
-                carrier: Some(e.payload.carrier),
-                tracking_number: Some(e.payload.tracking_number),
-            },
-            Ok(Event::OrderDelivered(e)) => Change {
-                order_id: e.order_id,
-                event_id: e.event_id,
-                to: OrderStatus::Delivered,
-                at: e.payload.delivered_at,
-                carrier: None,
-                tracking_number: None,
-            },
-            Ok(other) => {
-                return Disposition::reject(
-                    "unexpected_type",
-                    format!("unexpected {} event on the status queue", other.event_type()),
-                );
-            }
-            Err(rejected) => return rejected,
-        };
-        match apply(&self.pool, &change).await {
-            Ok(Applied::Moved(status)) => {
-                tracing::debug!(order_id = %change.order_id, event_id = %change.event_id, status = status.as_str(), "order status changed");
-                Disposition::Ack
-            }
-            Ok(Applied::Unchanged) => {
-                tracing::debug!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
-                Disposition::Duplicate
-            }
-            Ok(Applied::UnknownOrder) => Disposition::reject("unknown_order", format!("no order {}", change.order_id)),
-            Ok(Applied::Impossible { from, to }) => Disposition::reject(
-                "impossible_transition",
-                format!("order {} cannot go from {} to {}", change.order_id, from.as_str(), to.as_str()),
-            ),
-            // The database is away: hold the message (no receive count spent) until it is back.
-            Err(e) if messaging::is_transient(&e) => Disposition::unavailable(format!("database unavailable: {e}")),
+        match self.apply(std::slice::from_ref(message)).await {
+            Ok(mut answers) => answers.pop().expect("one answer per message"),
             Err(e) => {
-                tracing::warn!(order_id = %change.order_id, error = %e, "could not apply the status event; will retry");
+                tracing::warn!(message_id = %message.message_id, error = %e, "could not apply the status event; will retry");
                 Disposition::Retry { after: RETRY_AFTER }
+            }
+        }
+    }
+
+    async fn handle_batch(&self, messages: &[Received]) -> Option<Vec<Disposition>> {
+        match self.apply(messages).await {
+            Ok(answers) => Some(answers),
+            Err(e) => {
+                tracing::warn!(messages = messages.len(), error = %e, "applying a batch of status events failed; one by one instead");
+                None
             }
         }
     }
 }
 
-#[tracing::instrument(name = "db.apply_status", skip_all, fields(db.system = "postgresql", order_id = %change.order_id, event_id = %change.event_id))]
-async fn apply(pool: &PgPool, change: &Change) -> Result<Applied, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let current = sqlx::query!("SELECT status, created_at FROM orders WHERE id = $1 FOR UPDATE", change.order_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(current) = current else {
-        return Ok(Applied::UnknownOrder); // rolled back: nothing recorded
+impl StatusHandler {
+    /// Applies the well-formed events of `messages` in one transaction and
+    /// answers each message; a transient database error answers
+    /// [`Disposition::Unavailable`] for all (held, no receive count spent), any
+    /// other is returned (then each message is tried alone).
+    async fn apply(&self, messages: &[Received]) -> Result<Vec<Disposition>, sqlx::Error> {
+        let mut answers: Vec<Option<Disposition>> = vec![None; messages.len()];
+        let mut changes = Vec::with_capacity(messages.len());
+        for (i, message) in messages.iter().enumerate() {
+            match change_of(message) {
+                Ok(change) => changes.push((i, change)),
+                Err(rejected) => answers[i] = Some(rejected),
+            }
+        }
+        let only: Vec<Change> = changes.iter().map(|(_, c)| c.clone()).collect();
+        if !only.is_empty() {
+            match apply(&self.pool, &only).await {
+                Ok(applied) => {
+                    for ((i, change), applied) in changes.iter().zip(applied) {
+                        answers[*i] = Some(answer(change, applied));
+                    }
+                }
+                // The database is away: hold the messages (no receive count spent) until it is back.
+                Err(e) if messaging::is_transient(&e) => {
+                    let reason = format!("database unavailable: {e}");
+                    for (i, _) in &changes {
+                        answers[*i] = Some(Disposition::unavailable(reason.clone()));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(answers.into_iter().map(|a| a.expect("every message answered")).collect())
+    }
+}
+
+/// The status change a message carries, or its rejection.
+fn change_of(message: &Received) -> Result<Change, Disposition> {
+    let change = match messaging::decode_event(message)? {
+        Event::OrderShipped(e) => Change {
+            order_id: e.order_id,
+            event_id: e.event_id,
+            to: OrderStatus::Shipped,
+            at: e.payload.shipped_at,
+            carrier: Some(e.payload.carrier),
+            tracking_number: Some(e.payload.tracking_number),
+            traceparent: message.trace.traceparent.clone(),
+        },
+        Event::OrderDelivered(e) => Change {
+            order_id: e.order_id,
+            event_id: e.event_id,
+            to: OrderStatus::Delivered,
+            at: e.payload.delivered_at,
+            carrier: None,
+            tracking_number: None,
+            traceparent: message.trace.traceparent.clone(),
+        },
+        other => {
+            return Err(Disposition::reject(
+                "unexpected_type",
+                format!("unexpected {} event on the status queue", other.event_type()),
+            ));
+        }
     };
-    let from = OrderStatus::parse(&current.status).unwrap_or(OrderStatus::PendingShipment);
-    if from >= change.to {
-        messaging::inbox::record_once(&mut tx, change.event_id).await?;
-        tx.commit().await?;
-        return Ok(Applied::Unchanged);
+    Ok(change)
+}
+
+/// The consumer's answer for what applying a change did.
+fn answer(change: &Change, applied: Applied) -> Disposition {
+    match applied {
+        Applied::Moved(status) => {
+            tracing::debug!(order_id = %change.order_id, event_id = %change.event_id, status = status.as_str(), "order status changed");
+            Disposition::Ack
+        }
+        Applied::Unchanged => {
+            tracing::debug!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
+            Disposition::Duplicate
+        }
+        Applied::UnknownOrder => Disposition::reject("unknown_order", format!("no order {}", change.order_id)),
+        Applied::Impossible { from, to } => Disposition::reject(
+            "impossible_transition",
+            format!("order {} cannot go from {} to {}", change.order_id, from.as_str(), to.as_str()),
+        ),
     }
-    if from.next() != Some(change.to) {
-        return Ok(Applied::Impossible { from, to: change.to });
+}
+
+/// What an event does to an order at `from` (`None`: no such order), before
+/// its inbox record is looked at.
+fn decide(from: Option<OrderStatus>, to: OrderStatus) -> Applied {
+    match from {
+        None => Applied::UnknownOrder,
+        Some(from) if from >= to => Applied::Unchanged,
+        Some(from) if from.next() != Some(to) => Applied::Impossible { from, to },
+        Some(_) => Applied::Moved(to),
     }
-    if !messaging::inbox::record_once(&mut tx, change.event_id).await? {
-        tx.commit().await?;
-        return Ok(Applied::Unchanged);
+}
+
+/// Applies status changes of distinct orders in one transaction: the orders
+/// are locked, each change decided ([`decide`]), the inbox records the events
+/// of the moves and of the stale ones, and each move (whose event was not seen
+/// before) updates its order, appends its history row and notifies the live
+/// streams at commit. Unknown orders and impossible transitions record
+/// nothing. Changes for the same order twice are applied one by one.
+#[tracing::instrument(name = "db.apply_status", skip_all, fields(db.system = "postgresql", changes = changes.len()))]
+async fn apply(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::Error> {
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.order_id).collect();
+    if ids.iter().collect::<HashSet<_>>().len() < ids.len() {
+        let mut applied = Vec::with_capacity(changes.len());
+        for change in changes {
+            applied.extend(Box::pin(apply(pool, std::slice::from_ref(change))).await?);
+        }
+        return Ok(applied);
     }
-    sqlx::query!(
-        "UPDATE orders SET status = $2, carrier = COALESCE($3, carrier), tracking_number = COALESCE($4, tracking_number),
-           updated_at = $5 WHERE id = $1",
-        change.order_id,
-        change.to.as_str(),
-        change.carrier,
-        change.tracking_number,
-        change.at,
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO order_status_history (order_id, seq, status, at)
-         SELECT $1, COALESCE(max(seq), 0) + 1, $2, $3 FROM order_status_history WHERE order_id = $1",
-        change.order_id,
-        change.to.as_str(),
-        change.at,
-    )
-    .execute(&mut *tx)
-    .await?;
-    // Delivered at commit; the payload carries this span's trace context so
-    // the streams' push spans continue the order's trace.
-    let payload = notify_payload(change.order_id, telemetry::propagation::current().traceparent.as_deref());
-    sqlx::query!("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload).execute(&mut *tx).await?;
+    let mut tx = pool.begin().await?;
+    // In id order, so two transactions never wait on each other's locks.
+    let current: HashMap<Uuid, (String, DateTime<Utc>)> =
+        sqlx::query!("SELECT id, status, created_at FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE", &ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| (row.id, (row.status, row.created_at)))
+            .collect();
+    let mut applied: Vec<Applied> = changes
+        .iter()
+        .map(|c| {
+            let from =
+                current.get(&c.order_id).map(|(s, _)| OrderStatus::parse(s).unwrap_or(OrderStatus::PendingShipment));
+            decide(from, c.to)
+        })
+        .collect();
+    let record: Vec<Uuid> = changes
+        .iter()
+        .zip(&applied)
+        .filter(|(_, a)| matches!(a, Applied::Moved(_) | Applied::Unchanged))
+        .map(|(c, _)| c.event_id)
+        .collect();
+    let fresh: HashSet<Uuid> = messaging::inbox::record_new(&mut tx, &record).await?;
+    for (c, a) in changes.iter().zip(applied.iter_mut()) {
+        if matches!(a, Applied::Moved(_)) && !fresh.contains(&c.event_id) {
+            *a = Applied::Unchanged; // seen before
+        }
+    }
+    let moves: Vec<&Change> =
+        changes.iter().zip(&applied).filter(|(_, a)| matches!(a, Applied::Moved(_))).map(|(c, _)| c).collect();
+    if !moves.is_empty() {
+        sqlx::query!(
+            "WITH input AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                 AS i (order_id, status, carrier, tracking_number, at)
+             ), moved AS (
+               UPDATE orders o SET status = i.status, carrier = COALESCE(i.carrier, o.carrier),
+                      tracking_number = COALESCE(i.tracking_number, o.tracking_number), updated_at = i.at
+                 FROM input i WHERE o.id = i.order_id AND o.id = ANY($1) -- ANY: an index scan, not a join over every order
+             )
+             INSERT INTO order_status_history (order_id, seq, status, at)
+             SELECT i.order_id, COALESCE((SELECT max(seq) FROM order_status_history h WHERE h.order_id = i.order_id), 0) + 1,
+                    i.status, i.at
+               FROM input i",
+            &moves.iter().map(|c| c.order_id).collect::<Vec<_>>(),
+            &moves.iter().map(|c| c.to.as_str().to_owned()).collect::<Vec<_>>(),
+            moves.iter().map(|c| c.carrier.clone()).collect::<Vec<_>>() as _,
+            moves.iter().map(|c| c.tracking_number.clone()).collect::<Vec<_>>() as _,
+            &moves.iter().map(|c| c.at).collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        // Delivered at commit; each payload carries its message's trace context
+        // so the streams' push spans continue the order's trace.
+        let payloads: Vec<String> =
+            moves.iter().map(|c| notify_payload(c.order_id, c.traceparent.as_deref())).collect();
+        sqlx::query!("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload", NOTIFY_CHANNEL, &payloads)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
-    metrics::STATUS_CHANGES.counter_with(&[change.to.as_str()]).increment(1);
-    if change.to == OrderStatus::Delivered {
-        let took = (change.at - current.created_at).to_std().unwrap_or_default();
-        metrics::DELIVERY_DURATION.as_histogram().record(took.as_secs_f64());
+    for change in moves {
+        metrics::STATUS_CHANGES.counter_with(&[change.to.as_str()]).increment(1);
+        if let (OrderStatus::Delivered, Some((_, created_at))) = (change.to, current.get(&change.order_id)) {
+            let took = (change.at - *created_at).to_std().unwrap_or_default();
+            metrics::DELIVERY_DURATION.as_histogram().record(took.as_secs_f64());
+        }
     }
-    Ok(Applied::Moved(change.to))
+    Ok(applied)
 }
 
 #[cfg(test)]
@@ -185,5 +293,21 @@ mod tests {
         assert_eq!(parse_notify_payload(&notify_payload(id, Some(tp))), Some((id, Some(tp.to_owned()))));
         assert_eq!(parse_notify_payload(&notify_payload(id, None)), Some((id, None)));
         assert_eq!(parse_notify_payload("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn an_event_moves_an_order_one_step_and_only_forward() {
+        use OrderStatus::*;
+        assert_eq!(decide(None, Shipped), Applied::UnknownOrder);
+        assert_eq!(decide(Some(PendingShipment), Shipped), Applied::Moved(Shipped));
+        assert_eq!(decide(Some(Shipped), Delivered), Applied::Moved(Delivered));
+        // Already there or beyond: a stale or repeated event changes nothing.
+        assert_eq!(decide(Some(Shipped), Shipped), Applied::Unchanged);
+        assert_eq!(decide(Some(Delivered), Shipped), Applied::Unchanged);
+        // Delivered before shipped would skip a step.
+        assert_eq!(
+            decide(Some(PendingShipment), Delivered),
+            Applied::Impossible { from: PendingShipment, to: Delivered }
+        );
     }
 }

@@ -5,7 +5,7 @@
 pub mod shipments;
 
 pub use shipments::{
-    Applied, ShipmentView, StepPlan, advance_due, create_shipment, due_after, next_due, shipment_by_order,
+    Applied, NewShipment, ShipmentView, StepPlan, advance_due, create_shipments, due_after, next_due, shipment_by_order,
 };
 
 /// Migrations of the delivery database (embedded by the `database` crate).

@@ -90,6 +90,11 @@ pub async fn spawn(max_receive: u32, env: Vec<(&str, &str)>) -> TestDelivery {
     }
 }
 
+/// A shipment of `event` due now, for tests that write one directly.
+pub fn shipment(event: &Envelope<OrderCreated>) -> delivery_service::storage::NewShipment<'_> {
+    delivery_service::storage::NewShipment { event, ship_at: Utc::now(), trace: Default::default() }
+}
+
 pub fn order_created(order_id: Uuid) -> Envelope<OrderCreated> {
     Envelope::new(
         order_id,

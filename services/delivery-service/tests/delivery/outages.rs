@@ -1,8 +1,10 @@
-//! Dependency outages and handler panics in the consumer loop, on the real
-//! PostgreSQL and SQS emulator: a database outage far longer than
-//! `maxReceiveCount` x visibility dead-letters nothing and spends no receive
-//! count; a panicking handler releases its message at once and the poller
-//! carries on.
+//! Batches, dependency outages and handler panics in the consumer loop, on the
+//! real PostgreSQL and SQS emulator: a received batch is applied together, one
+//! message per order at a time; a batch that fails or panics as a whole falls
+//! back to one message at a time, so only the bad message is retried; a
+//! database outage far longer than `maxReceiveCount` x visibility dead-letters
+//! nothing and spends no receive count; a panicking handler releases its
+//! message at once and the poller carries on.
 
 use std::{
     sync::{
@@ -18,7 +20,7 @@ use shutdown::CancellationToken;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::helpers::{ORDERS, fixtures, order_created, send_to};
+use crate::helpers::{ORDERS, fixtures, order_created, send_to, shipment};
 
 /// Delegates to the real handler and records each attempt's receive count and outcome.
 struct Recording<H> {
@@ -26,12 +28,26 @@ struct Recording<H> {
     attempts: Arc<Mutex<Vec<(String, u32, String)>>>,
 }
 
+impl<H> Recording<H> {
+    fn record(&self, message: &Received, d: &Disposition) {
+        let outcome = format!("{d:?}").split([' ', '{', '(']).next().unwrap_or_default().to_owned();
+        self.attempts.lock().unwrap().push((message.message_id.clone(), message.receive_count, outcome));
+    }
+}
+
 impl<H: Handler> Handler for Recording<H> {
     async fn handle(&self, message: &Received) -> Disposition {
         let d = self.inner.handle(message).await;
-        let outcome = format!("{d:?}").split([' ', '{', '(']).next().unwrap_or_default().to_owned();
-        self.attempts.lock().unwrap().push((message.message_id.clone(), message.receive_count, outcome));
+        self.record(message, &d);
         d
+    }
+
+    async fn handle_batch(&self, messages: &[Received]) -> Option<Vec<Disposition>> {
+        let answers = self.inner.handle_batch(messages).await?;
+        for (m, d) in messages.iter().zip(&answers) {
+            self.record(m, d);
+        }
+        Some(answers)
     }
 }
 
@@ -174,7 +190,7 @@ async fn one_shipment_whose_step_fails_does_not_stall_the_others() {
     let pool = d.db.pool().await;
     let orders: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     for id in &orders {
-        delivery_service::storage::create_shipment(&pool, &order_created(*id), chrono::Utc::now()).await.unwrap();
+        delivery_service::storage::create_shipments(&pool, &[shipment(&order_created(*id))]).await.unwrap();
     }
     // A row the step cannot write (here a trigger refuses it; in life a bad row).
     let bad = orders[1];
@@ -284,4 +300,139 @@ async fn dlq_redrive_moves_dead_letters_back_in_order_per_group_and_says_what_it
     assert_eq!(attrs["event_type"].string_value.as_deref(), Some("order-created"), "attributes kept");
     assert!(queues.drain(&orders.dlq_url, 1, Duration::from_secs(1)).await.is_empty(), "the DLQ is empty");
     assert!(redrive(false).starts_with("moved 0 message(s)"));
+}
+
+/// Records the group ids of every batch the consumer offers, then delegates.
+struct Batches<H> {
+    inner: H,
+    offered: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl<H: Handler> Handler for Batches<H> {
+    async fn handle(&self, message: &Received) -> Disposition {
+        self.inner.handle(message).await
+    }
+
+    async fn handle_batch(&self, messages: &[Received]) -> Option<Vec<Disposition>> {
+        self.offered.lock().unwrap().push(messages.iter().map(|m| m.group_id.clone()).collect());
+        self.inner.handle_batch(messages).await
+    }
+}
+
+fn real_handler(pool: sqlx::PgPool) -> OrderCreatedHandler {
+    OrderCreatedHandler { pool, ship_after: Duration::from_secs(3600), jitter: Duration::ZERO, due: Default::default() }
+}
+
+/// Polls until `n` messages were received (the emulator may split them over receives).
+async fn poll_until<H: Handler>(consumer: &Consumer<H>, n: usize) -> messaging::PollOutcome {
+    let mut total = messaging::PollOutcome::default();
+    for _ in 0..20 {
+        let o = consumer.poll_once(&CancellationToken::new()).await.expect("poll");
+        total.received += o.received;
+        total.acked += o.acked;
+        total.retried += o.retried;
+        total.released += o.released;
+        if total.received >= n {
+            break;
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_batch_is_applied_together_one_message_per_order_at_a_time() {
+    let (db, queues, orders, _) = fixtures(5).await;
+    let offered = Arc::new(Mutex::new(Vec::new()));
+    let handler = Batches { inner: real_handler(db.pool().await), offered: offered.clone() };
+    let consumer = Consumer::new(queues.client.clone(), config(queues.name(ORDERS)), handler);
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for id in &ids {
+        let event = order_created(*id);
+        send_to(&queues, &orders.url, &event.to_json(), &id.to_string(), &event.event_id.to_string(), "order-created")
+            .await;
+    }
+    // The first order's event again, re-sent under a new deduplication id: same group.
+    let again = order_created(ids[0]);
+    send_to(&queues, &orders.url, &again.to_json(), &ids[0].to_string(), "re-sent", "order-created").await;
+
+    let outcome = poll_until(&consumer, 4).await;
+    assert_eq!((outcome.received, outcome.acked), (4, 4), "{outcome:?}");
+    let offered = offered.lock().unwrap().clone();
+    assert!(offered.iter().any(|batch| batch.len() > 1), "messages were handled together: {offered:?}");
+    for batch in &offered {
+        let mut groups = batch.clone();
+        groups.dedup();
+        groups.sort();
+        groups.dedup();
+        assert_eq!(groups.len(), batch.len(), "one message per order in a batch: {offered:?}");
+    }
+    assert_eq!(offered.iter().flatten().filter(|g| **g == ids[0].to_string()).count(), 2, "{offered:?}");
+    let pool = db.pool().await;
+    let shipments: i64 = sqlx::query_scalar("SELECT count(*) FROM shipments").fetch_one(&pool).await.unwrap();
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM shipment_status_history").fetch_one(&pool).await.unwrap();
+    assert_eq!((shipments, history), (3, 3), "one shipment and one history row per order, the re-sent event skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fails_as_a_whole_is_retried_one_by_one_so_only_the_bad_message_waits() {
+    let (db, queues, orders, _) = fixtures(5).await;
+    let pool = db.pool().await;
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    // A shipment the database refuses (here a trigger; in life a bad row): it
+    // fails the whole batch's statement.
+    let bad = ids[1];
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'bad row'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON shipments FOR EACH ROW
+           WHEN (NEW.order_id = '{bad}') EXECUTE FUNCTION refuse();"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let handler = Recording { inner: real_handler(pool.clone()), attempts: attempts.clone() };
+    let consumer = Consumer::new(queues.client.clone(), config(queues.name(ORDERS)), handler);
+    for id in &ids {
+        let event = order_created(*id);
+        send_to(&queues, &orders.url, &event.to_json(), &id.to_string(), &event.event_id.to_string(), "order-created")
+            .await;
+    }
+
+    let outcome = poll_until(&consumer, 3).await;
+    assert_eq!((outcome.received, outcome.acked, outcome.retried), (3, 2, 1), "{outcome:?}");
+    let shipped: Vec<Uuid> =
+        sqlx::query_scalar("SELECT order_id FROM shipments ORDER BY order_id").fetch_all(&pool).await.unwrap();
+    assert_eq!(shipped, vec![ids[0], ids[2]], "the good orders got their shipments");
+    let retried: Vec<String> =
+        attempts.lock().unwrap().iter().filter(|(_, _, o)| o == "Retry").map(|(id, _, _)| id.clone()).collect();
+    assert_eq!(retried.len(), 1, "only the bad message is retried: {:?}", attempts.lock().unwrap());
+}
+
+/// A batch handler with a bug: it panics; each message alone is fine.
+struct BatchPanics;
+
+impl Handler for BatchPanics {
+    async fn handle(&self, _message: &Received) -> Disposition {
+        Disposition::Ack
+    }
+
+    async fn handle_batch(&self, _messages: &[Received]) -> Option<Vec<Disposition>> {
+        panic!("batch handler bug (test)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_panics_is_handled_one_by_one() {
+    let (_db, queues, orders, _) = fixtures(5).await;
+    let consumer = Consumer::new(queues.client.clone(), config(queues.name(ORDERS)), BatchPanics);
+    for _ in 0..3 {
+        let id = Uuid::now_v7();
+        let event = order_created(id);
+        send_to(&queues, &orders.url, &event.to_json(), &id.to_string(), &event.event_id.to_string(), "order-created")
+            .await;
+    }
+    let outcome = poll_until(&consumer, 3).await;
+    assert_eq!((outcome.received, outcome.acked), (3, 3), "{outcome:?}");
+    assert_eq!(queues.depth(ORDERS).await, (0, 0), "every message deleted");
 }
