@@ -270,7 +270,9 @@ impl Relay {
 
         let parked = if unsent.is_empty() && refused.is_empty() {
             // The usual case: everything went out; one statement settles it.
-            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &sent).execute(&self.pool).await?;
+            let mut tx = self.pool.begin().await?;
+            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &sent).execute(&mut *tx).await?;
+            tx.commit().await?;
             0
         } else {
             self.settle(&sent, &unsent, &refused).await?

@@ -37,12 +37,14 @@ pub struct NewShipment<'a> {
 
 /// Records each event in the inbox and creates its order's shipment in
 /// `PROCESSING`, due to ship at `ship_at`, with its first history row: one
-/// statement, so one commit for the whole batch. An event seen before, or one
+/// statement in one transaction (committed before it returns, also through a
+/// transaction-pooling proxy), so one commit for the whole batch. An event seen before, or one
 /// for an order that already has a shipment, is a [`Applied::Duplicate`] (its
 /// inbox record is kept). Answers each input, in order.
 #[tracing::instrument(name = "db.create_shipments", skip_all, fields(db.system = "postgresql", shipments = new.len()))]
 pub async fn create_shipments(pool: &PgPool, new: &[NewShipment<'_>]) -> Result<Vec<Applied>, sqlx::Error> {
     let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let mut tx = pool.begin().await?;
     let column = |f: fn(&NewShipment<'_>) -> Uuid| new.iter().map(f).collect::<Vec<Uuid>>();
     let created: Vec<Uuid> = sqlx::query_scalar!(
         r#"WITH input AS (
@@ -72,8 +74,9 @@ pub async fn create_shipments(pool: &PgPool, new: &[NewShipment<'_>]) -> Result<
         new.iter().map(|n| n.trace.tracestate.clone()).collect::<Vec<_>>() as _,
         Utc::now(),
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(ids
         .into_iter()
         .map(|id| if created.contains(&id) { Applied::Created(id) } else { Applied::Duplicate })

@@ -1,8 +1,8 @@
 //! Orders, their status history and idempotency records.
 //!
-//! Placing an order is one statement (a chain of data-modifying CTEs, so one
-//! round trip and one commit): it inserts the idempotency record, the order,
-//! its first history row and its `order-created` event in the outbox. The
+//! Placing an order is one transaction of one statement (a chain of
+//! data-modifying CTEs): it inserts the idempotency record, the order, its
+//! first history row and its `order-created` event in the outbox. The
 //! order is inserted only if the idempotency record was (a conflicting,
 //! unexpired key inserts nothing), so a duplicate can never create a second
 //! order. The outbox row has the columns `outbox::enqueue` writes; it is
@@ -44,7 +44,10 @@ pub enum Placed {
 }
 
 /// Writes order + first history row (+ idempotency record) + the
-/// `order-created` outbox row in one statement; the order and the rest are
+/// `order-created` outbox row in one statement, committed before it returns
+/// (an explicit transaction: through a transaction-pooling proxy a bare
+/// statement would commit only when its connection goes back to the pool, see
+/// the `database` crate); the order and the rest are
 /// inserted only if the idempotency record was (a key already held inserts
 /// nothing, and the stored response is returned).
 #[tracing::instrument(name = "db.insert_order", skip_all, fields(db.system = "postgresql", order_id = %order.id))]
@@ -55,6 +58,7 @@ pub async fn place(
     idempotency: Option<&IdempotencyRecord>,
     event: &OutboxMessage,
 ) -> Result<Placed, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let inserted = sqlx::query_scalar!(
         r#"
         WITH idem AS (
@@ -99,8 +103,9 @@ pub async fn place(
         event.traceparent,
         event.tracestate,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     if inserted == 1 {
         return Ok(Placed::Created);
     }
