@@ -198,6 +198,53 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// A handler that applies a batch of messages with one database transaction
+/// (or statement) and answers each; implementing it gives the [`Handler`]
+/// both ways: a batch that fails with a transient database error is held
+/// (every message [`Disposition::Unavailable`]), one that fails otherwise is
+/// handed back to be handled message by message, and a message alone that
+/// fails is retried after [`RETRY_AFTER`].
+pub trait ApplyBatch: Send + Sync + 'static {
+    /// What the work is, for the log ("create shipments").
+    const WORK: &'static str;
+
+    /// Answers each message of `messages` (decoding and rejections included),
+    /// having committed what it applied, or fails as a whole.
+    fn apply(&self, messages: &[Received]) -> impl Future<Output = Result<Vec<Disposition>, sqlx::Error>> + Send;
+}
+
+/// When a message whose handling failed for a reason of its own (not a
+/// database outage) is delivered again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+fn database_unavailable(e: &sqlx::Error) -> Disposition {
+    Disposition::unavailable(format!("database unavailable: {e}"))
+}
+
+impl<T: ApplyBatch> Handler for T {
+    async fn handle(&self, message: &Received) -> Disposition {
+        match self.apply(std::slice::from_ref(message)).await {
+            Ok(mut answers) => answers.pop().expect("one answer per message"),
+            Err(e) if is_transient(&e) => database_unavailable(&e),
+            Err(e) => {
+                tracing::warn!(message_id = %message.message_id, error = %e, work = T::WORK, "failed; will retry");
+                Disposition::Retry { after: RETRY_AFTER }
+            }
+        }
+    }
+
+    async fn handle_batch(&self, messages: &[Received]) -> Option<Vec<Disposition>> {
+        match self.apply(messages).await {
+            Ok(answers) => Some(answers),
+            Err(e) if is_transient(&e) => Some(vec![database_unavailable(&e); messages.len()]),
+            Err(e) => {
+                tracing::warn!(messages = messages.len(), error = %e, work = T::WORK, "a batch failed; one by one instead");
+                None
+            }
+        }
+    }
+}
+
 /// What one round of a poll did: each message's answer (`None`: not handled),
 /// the attempts that found a dependency down, and whether a handler panicked.
 struct Round {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use envelope::Event;
-use messaging::{Disposition, Handler, Received};
+use messaging::{ApplyBatch, Disposition, Received};
 use sqlx::PgPool;
 
 use crate::{
@@ -26,37 +26,11 @@ pub struct OrderCreatedHandler {
     pub due: DueWaker,
 }
 
-/// Wait before a message whose handling failed for a transient reason (the
-/// database) is delivered again.
-const RETRY_AFTER: Duration = Duration::from_secs(5);
+impl ApplyBatch for OrderCreatedHandler {
+    const WORK: &'static str = "create shipments";
 
-impl Handler for OrderCreatedHandler {
-    async fn handle(&self, message: &Received) -> Disposition {
-        match self.apply(std::slice::from_ref(message)).await {
-            Ok(mut answers) => answers.pop().expect("one answer per message"),
-            Err(e) => {
-                tracing::warn!(message_id = %message.message_id, error = %e, "could not create the shipment; will retry");
-                Disposition::Retry { after: RETRY_AFTER }
-            }
-        }
-    }
-
-    async fn handle_batch(&self, messages: &[Received]) -> Option<Vec<Disposition>> {
-        match self.apply(messages).await {
-            Ok(answers) => Some(answers),
-            Err(e) => {
-                tracing::warn!(messages = messages.len(), error = %e, "creating a batch of shipments failed; one by one instead");
-                None
-            }
-        }
-    }
-}
-
-impl OrderCreatedHandler {
     /// Creates the shipments of every well-formed message in one statement and
-    /// answers each message; a transient database error answers
-    /// [`Disposition::Unavailable`] for all (held, no receive count spent), any
-    /// other is returned.
+    /// answers each message.
     async fn apply(&self, messages: &[Received]) -> Result<Vec<Disposition>, sqlx::Error> {
         let now = Utc::now();
         let mut answers: Vec<Option<Disposition>> = vec![None; messages.len()];
@@ -80,30 +54,19 @@ impl OrderCreatedHandler {
             })
             .collect();
         if !new.is_empty() {
-            match storage::create_shipments(&self.pool, &new).await {
-                Ok(applied) => {
-                    for ((i, event), (applied, shipment)) in events.iter().zip(applied.into_iter().zip(&new)) {
-                        answers[*i] = Some(match applied {
-                            Applied::Created(shipment_id) => {
-                                tracing::debug!(order_id = %event.order_id, event_id = %event.event_id, %shipment_id, "shipment created");
-                                self.due.due_at(shipment.ship_at);
-                                Disposition::Ack
-                            }
-                            Applied::Duplicate => {
-                                tracing::debug!(order_id = %event.order_id, event_id = %event.event_id, "duplicate order-created skipped");
-                                Disposition::Duplicate
-                            }
-                        });
+            let applied = storage::create_shipments(&self.pool, &new).await?;
+            for ((i, event), (applied, shipment)) in events.iter().zip(applied.into_iter().zip(&new)) {
+                answers[*i] = Some(match applied {
+                    Applied::Created(shipment_id) => {
+                        tracing::debug!(order_id = %event.order_id, event_id = %event.event_id, %shipment_id, "shipment created");
+                        self.due.due_at(shipment.ship_at);
+                        Disposition::Ack
                     }
-                }
-                // The database is away: hold the messages (no receive count spent) until it is back.
-                Err(e) if messaging::is_transient(&e) => {
-                    let reason = format!("database unavailable: {e}");
-                    for (i, _) in &events {
-                        answers[*i] = Some(Disposition::unavailable(reason.clone()));
+                    Applied::Duplicate => {
+                        tracing::debug!(order_id = %event.order_id, event_id = %event.event_id, "duplicate order-created skipped");
+                        Disposition::Duplicate
                     }
-                }
-                Err(e) => return Err(e),
+                });
             }
         }
         Ok(answers.into_iter().map(|a| a.expect("every message answered")).collect())

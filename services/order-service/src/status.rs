@@ -11,14 +11,11 @@
 //! or one that would skip a step, is logged, counted and rejected so it ends in
 //! the dead-letter queue instead of being retried forever.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use envelope::Event;
-use messaging::{Disposition, Handler, Received};
+use messaging::{ApplyBatch, Disposition, Received};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -73,35 +70,11 @@ struct Change {
     traceparent: Option<String>,
 }
 
-const RETRY_AFTER: Duration = Duration::from_secs(5);
+impl ApplyBatch for StatusHandler {
+    const WORK: &'static str = "apply status events";
 
-impl Handler for StatusHandler {
-    async fn handle(&self, message: &Received) -> Disposition {
-        match self.apply(std::slice::from_ref(message)).await {
-            Ok(mut answers) => answers.pop().expect("one answer per message"),
-            Err(e) => {
-                tracing::warn!(message_id = %message.message_id, error = %e, "could not apply the status event; will retry");
-                Disposition::Retry { after: RETRY_AFTER }
-            }
-        }
-    }
-
-    async fn handle_batch(&self, messages: &[Received]) -> Option<Vec<Disposition>> {
-        match self.apply(messages).await {
-            Ok(answers) => Some(answers),
-            Err(e) => {
-                tracing::warn!(messages = messages.len(), error = %e, "applying a batch of status events failed; one by one instead");
-                None
-            }
-        }
-    }
-}
-
-impl StatusHandler {
     /// Applies the well-formed events of `messages` in one transaction and
-    /// answers each message; a transient database error answers
-    /// [`Disposition::Unavailable`] for all (held, no receive count spent), any
-    /// other is returned (then each message is tried alone).
+    /// answers each message.
     async fn apply(&self, messages: &[Received]) -> Result<Vec<Disposition>, sqlx::Error> {
         let mut answers: Vec<Option<Disposition>> = vec![None; messages.len()];
         let mut changes = Vec::with_capacity(messages.len());
@@ -113,20 +86,9 @@ impl StatusHandler {
         }
         let only: Vec<Change> = changes.iter().map(|(_, c)| c.clone()).collect();
         if !only.is_empty() {
-            match apply(&self.pool, &only).await {
-                Ok(applied) => {
-                    for ((i, change), applied) in changes.iter().zip(applied) {
-                        answers[*i] = Some(answer(change, applied));
-                    }
-                }
-                // The database is away: hold the messages (no receive count spent) until it is back.
-                Err(e) if messaging::is_transient(&e) => {
-                    let reason = format!("database unavailable: {e}");
-                    for (i, _) in &changes {
-                        answers[*i] = Some(Disposition::unavailable(reason.clone()));
-                    }
-                }
-                Err(e) => return Err(e),
+            let applied = apply(&self.pool, &only).await?;
+            for ((i, change), applied) in changes.iter().zip(applied) {
+                answers[*i] = Some(answer(change, applied));
             }
         }
         Ok(answers.into_iter().map(|a| a.expect("every message answered")).collect())
