@@ -7,7 +7,9 @@
 #   2. intake alone: POST /orders at 32 clients (closed loop) against pgbench,
 #      p99 at half that rate, peak RSS;
 #   3. reads: GET /orders/{id} at 32 clients against pgbench's select; intake
-#      again with the pool going through PgBouncer (transaction pooling);
+#      again with the pool going through PgBouncer (transaction pooling); each
+#      consumer alone draining a queue filled with BENCH_DRAIN events, against
+#      the SQS ceiling;
 #   4. the sustained pipeline: intake at its closed-loop rate for
 #      BENCH_PIPELINE_SECONDS with the default shipping delays, both services;
 #      share DELIVERED 10 s after the load ends, consumer rates against the SQS
@@ -18,7 +20,7 @@
 #   6. tracing: intake with spans exported to a local collector and to an
 #      unreachable one.
 # Tunables: BENCH_SECONDS (10), BENCH_CONCURRENCY (32), BENCH_PIPELINE_SECONDS (30),
-# BENCH_WATCH_RATE (50), BENCH_SKIP_TRACING=1.
+# BENCH_WATCH_RATE (50), BENCH_DRAIN (10000), BENCH_SKIP_TRACING=1.
 source "$(dirname "$0")/lib.sh"
 
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
@@ -185,6 +187,42 @@ ok "$POOLED_RATE orders/s through PgBouncer (p99 $(field "$POOLED" p99_ms) ms)"
 stop "$API"
 pgbouncer_stop >/dev/null
 
+##############################################################################
+PHASE=3c
+DRAIN_WANTED="${BENCH_DRAIN:-10000}"
+step "3c. consumers alone: each drains a queue filled with up to $DRAIN_WANTED events"
+# Events for orders phases 2 and 3 placed (still PENDING_SHIPMENT): order-created
+# for the delivery-service, order-shipped for the order-service's status consumer.
+psql "$PGURL/$ORDERS_DB" -tAc "SELECT id FROM orders WHERE status = 'PENDING_SHIPMENT' ORDER BY id LIMIT $DRAIN_WANTED" >"$WORK/ids"
+DRAIN=$(wc -l <"$WORK/ids")
+# Started once to create this phase's queues, then filled while nothing consumes.
+start_delivery SHIP_AFTER=1h
+stop "$DELIVERY"
+"${LG[@]}" fill --endpoint "$SQS" --queue "$TAG-$PHASE-orders-queue.fifo" --event order-created --ids "$WORK/ids" >/dev/null
+"${LG[@]}" fill --endpoint "$SQS" --queue "$TAG-$PHASE-delivery-status-queue.fifo" --event order-shipped --ids "$WORK/ids" >/dev/null
+# drained SECONDS_LIMIT DATABASE QUERY: waits until QUERY counts $DRAIN; prints the seconds it took.
+drained() {
+  local t0 now
+  t0=$(date +%s.%N)
+  for _ in $(seq 1 "$(($1 * 10))"); do
+    [ "$(psql "$PGURL/$2" -tAc "$3")" -ge "$DRAIN" ] && break
+    sleep 0.1
+  done
+  now=$(date +%s.%N)
+  python3 -c "print(round($now - $t0, 2))"
+}
+per_s() { python3 -c "import sys; print(round(float(sys.argv[1]) / float(sys.argv[2])) if float(sys.argv[2]) else 0)" "$1" "$2"; }
+start_delivery SHIP_AFTER=1h
+T=$(drained 120 "$DELIVERY_DB" "SELECT count(*) FROM shipments")
+DELIVERY_ALONE=$(per_s "$DRAIN" "$T")
+stop "$DELIVERY"
+ok "delivery-service: $DRAIN order-created events in ${T}s: $DELIVERY_ALONE msg/s ($(pct "$DELIVERY_ALONE" "$SQS_RECV")% of the SQS ceiling)"
+start_api
+T=$(drained 120 "$ORDERS_DB" "SELECT count(*) FROM orders WHERE status = 'SHIPPED'")
+STATUS_ALONE=$(per_s "$DRAIN" "$T")
+stop "$API"
+ok "status consumer: $DRAIN order-shipped events in ${T}s: $STATUS_ALONE msg/s ($(pct "$STATUS_ALONE" "$SQS_RECV")% of the SQS ceiling)"
+
 fresh_databases
 ##############################################################################
 PHASE=4
@@ -266,8 +304,10 @@ orderflow benchmark: $(nproc) cores, $(awk '/MemTotal/ {print int($2 / 1048576)}
   intake p99 at half load (${HALF}/s)         ${P99} ms              [$(verdict "$P99 < 25")] < 25 ms
   GET /orders/{id}                           ${READ_RATE} reads/s      pgbench ${PGBENCH_READ}/s: $(pct "$READ_RATE" "$PGBENCH_READ")%  [$(verdict "$READ_RATE * 2 >= $PGBENCH_READ")] >= 50%
   pipeline: DELIVERED 10 s after ${PIPELINE_SECONDS}s load  ${SHARE}% of ${ACCEPTED}     [$(verdict "$SHARE >= 95")] >= 95%
-  delivery-service consumer                  ${DELIVERY_RATE} orders/s      SQS ceiling ${SQS_RECV} msg/s: $(pct "$DELIVERY_RATE" "$SQS_RECV")%
-  order-service status consumer              ${STATUS_RATE} events/s      SQS ceiling ${SQS_RECV} msg/s: $(pct "$STATUS_RATE" "$SQS_RECV")%
+  delivery-service consumer alone            ${DELIVERY_ALONE} msg/s        SQS ceiling ${SQS_RECV} msg/s: $(pct "$DELIVERY_ALONE" "$SQS_RECV")%  [$(verdict "$DELIVERY_ALONE * 10 >= $SQS_RECV * 9")] >= 90%
+  order-service status consumer alone        ${STATUS_ALONE} msg/s        SQS ceiling ${SQS_RECV} msg/s: $(pct "$STATUS_ALONE" "$SQS_RECV")%  [$(verdict "$STATUS_ALONE * 10 >= $SQS_RECV * 9")] >= 90%
+  delivery-service consumer, in the pipeline ${DELIVERY_RATE} orders/s      SQS ceiling ${SQS_RECV} msg/s: $(pct "$DELIVERY_RATE" "$SQS_RECV")%
+  status consumer, in the pipeline           ${STATUS_RATE} events/s      SQS ceiling ${SQS_RECV} msg/s: $(pct "$STATUS_RATE" "$SQS_RECV")%
   CPU per order: order-service               ${CPU_API} us            [$(verdict "$CPU_API <= 150")] <= 150 us
   CPU per order: delivery-service            ${CPU_DEL} us            [$(verdict "$CPU_DEL <= 150")] <= 150 us
   CPU per order: PostgreSQL / Redis / SQS    ${CPU_PG} / ${CPU_REDIS} / ${CPU_SQS} us

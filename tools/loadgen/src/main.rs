@@ -6,6 +6,7 @@
 //! loadgen get --concurrency 32 --duration 10s                # GET /orders/{id} of placed orders
 //! loadgen watch --rate 50 --duration 20s                     # order -> DELIVERED seen on the SSE stream
 //! loadgen sqs --endpoint http://127.0.0.1:9324 --duration 5s # the SQS endpoint's batched ceiling
+//! loadgen fill --queue orders-queue.fifo --event order-created --count 10000  # work for a consumer
 //! loadgen delete-queues --prefix bench123-                   # remove a run's queues
 //! ```
 //!
@@ -15,6 +16,7 @@
 //! silently slowing the load (no coordinated omission).
 
 mod api;
+mod fill;
 mod sqs;
 mod stats;
 
@@ -73,6 +75,24 @@ enum Command {
         prefix: String,
     },
     /// Measure the SQS endpoint's ceiling with batches of 10: send, then receive + delete.
+    /// Fill a queue with one event per order, as the services send them (for
+    /// measuring a consumer's drain rate).
+    Fill {
+        /// SQS endpoint (loopback).
+        #[arg(long, default_value = "http://127.0.0.1:9324")]
+        endpoint: String,
+        /// Queue name, e.g. orders-queue.fifo.
+        #[arg(long)]
+        queue: String,
+        /// The event each order gets.
+        #[arg(long, value_enum)]
+        event: fill::Event,
+        /// A file of order ids, one per line; without it, `--count` new ones.
+        #[arg(long)]
+        ids: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+    },
     Sqs {
         /// SQS endpoint (loopback).
         #[arg(long, default_value = "http://127.0.0.1:9324")]
@@ -143,6 +163,19 @@ async fn main() -> anyhow::Result<()> {
         Command::DeleteQueues { endpoint, prefix } => {
             loopback_only(&endpoint)?;
             sqs::delete_queues(&endpoint, &prefix).await?
+        }
+        Command::Fill { endpoint, queue, event, ids, count } => {
+            loopback_only(&endpoint)?;
+            let ids = match ids {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| uuid::Uuid::parse_str(l.trim()).with_context(|| format!("not an order id: {l}")))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                None => (0..count).map(|_| uuid::Uuid::now_v7()).collect(),
+            };
+            fill::fill(&endpoint, &queue, event, ids).await?
         }
         Command::Sqs { endpoint, concurrency, duration } => {
             loopback_only(&endpoint)?;
