@@ -4,9 +4,7 @@
 //! nothing, and is answered with [`crate::Disposition::Duplicate`].
 //!
 //! Each service's migrations create the table (the same definition in each
-//! database; a test holds them equal). This module owns the queries on it,
-//! except where a handler records a batch inside its own single statement
-//! (the delivery-service's `create_shipments`).
+//! database; a test holds them equal). This module owns the queries on it.
 
 use std::collections::HashSet;
 

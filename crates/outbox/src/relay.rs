@@ -268,15 +268,7 @@ impl Relay {
         // Crash tests: SQS has the messages, the rows are not deleted yet.
         fail::fail_point!("relay-after-send", |_| std::process::abort());
 
-        let parked = if unsent.is_empty() && refused.is_empty() {
-            // The usual case: everything went out; one statement settles it.
-            let mut tx = self.pool.begin().await?;
-            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &sent).execute(&mut *tx).await?;
-            tx.commit().await?;
-            0
-        } else {
-            self.settle(&sent, &unsent, &refused).await?
-        };
+        let parked = self.settle(&sent, &unsent, &refused).await?;
         if let Some(e) = failure.filter(|_| sent.is_empty() && refused.is_empty()) {
             return Err(e.into());
         } else if !unsent.is_empty() {
@@ -296,15 +288,20 @@ impl Relay {
         Ok(Outcome::Published { sent: sent.len(), refused: refused.len() })
     }
 
-    /// Settles a batch that did not all go out, in one transaction: deletes
-    /// the sent rows, releases the unsent ones (SQS was away: no attempt
-    /// counted), and counts an attempt on each refused row, parking it after
-    /// `max_attempts`. Returns how many were parked.
+    /// Settles a sent batch in one transaction: deletes the sent rows,
+    /// releases the unsent ones (SQS was away: no attempt counted), and counts
+    /// an attempt on each refused row, parking it after `max_attempts`; only
+    /// the statements with rows to touch run (usually just the delete).
+    /// Returns how many were parked.
     async fn settle(&self, sent: &[i64], unsent: &[i64], refused: &[(i64, String)]) -> Result<u64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut parked = 0;
-        sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent).execute(&mut *tx).await?;
-        sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", unsent).execute(&mut *tx).await?;
+        if !sent.is_empty() {
+            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent).execute(&mut *tx).await?;
+        }
+        if !unsent.is_empty() {
+            sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", unsent).execute(&mut *tx).await?;
+        }
         for (id, why) in refused {
             let now_parked = sqlx::query_scalar!(
                 r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,

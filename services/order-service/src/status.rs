@@ -58,7 +58,7 @@ pub enum Applied {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Change {
     order_id: Uuid,
     event_id: Uuid,
@@ -77,18 +77,20 @@ impl ApplyBatch for StatusHandler {
     /// answers each message.
     async fn apply(&self, messages: &[Received]) -> Result<Vec<Disposition>, sqlx::Error> {
         let mut answers: Vec<Option<Disposition>> = vec![None; messages.len()];
-        let mut changes = Vec::with_capacity(messages.len());
+        let (mut at, mut changes) = (Vec::with_capacity(messages.len()), Vec::with_capacity(messages.len()));
         for (i, message) in messages.iter().enumerate() {
             match change_of(message) {
-                Ok(change) => changes.push((i, change)),
+                Ok(change) => {
+                    at.push(i);
+                    changes.push(change);
+                }
                 Err(rejected) => answers[i] = Some(rejected),
             }
         }
-        let only: Vec<Change> = changes.iter().map(|(_, c)| c.clone()).collect();
-        if !only.is_empty() {
-            let applied = apply(&self.pool, &only).await?;
-            for ((i, change), applied) in changes.iter().zip(applied) {
-                answers[*i] = Some(answer(change, applied));
+        if !changes.is_empty() {
+            let applied = apply(&self.pool, &changes).await?;
+            for ((i, change), applied) in at.into_iter().zip(&changes).zip(applied) {
+                answers[i] = Some(answer(change, applied));
             }
         }
         Ok(answers.into_iter().map(|a| a.expect("every message answered")).collect())

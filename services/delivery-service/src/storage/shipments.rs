@@ -36,42 +36,43 @@ pub struct NewShipment<'a> {
 }
 
 /// Records each event in the inbox and creates its order's shipment in
-/// `PROCESSING`, due to ship at `ship_at`, with its first history row: one
-/// statement in one transaction (committed before it returns, also through a
-/// transaction-pooling proxy), so one commit for the whole batch. An event seen before, or one
+/// `PROCESSING`, due to ship at `ship_at`, with its first history row: two
+/// statements (the inbox, then the shipments) in one transaction, committed
+/// before it returns (also through a transaction-pooling proxy), so one commit
+/// for the whole batch. An event seen before, or one
 /// for an order that already has a shipment, is a [`Applied::Duplicate`] (its
 /// inbox record is kept). Answers each input, in order.
 #[tracing::instrument(name = "db.create_shipments", skip_all, fields(db.system = "postgresql", shipments = new.len()))]
 pub async fn create_shipments(pool: &PgPool, new: &[NewShipment<'_>]) -> Result<Vec<Applied>, sqlx::Error> {
     let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
     let mut tx = pool.begin().await?;
-    let column = |f: fn(&NewShipment<'_>) -> Uuid| new.iter().map(f).collect::<Vec<Uuid>>();
+    let event_ids: Vec<Uuid> = new.iter().map(|n| n.event.event_id).collect();
+    let fresh = messaging::inbox::record_new(&mut tx, &event_ids).await?;
+    let todo: Vec<(&Uuid, &NewShipment<'_>)> =
+        ids.iter().zip(new).filter(|(_, n)| fresh.contains(&n.event.event_id)).collect();
+    let column = |f: fn(&NewShipment<'_>) -> Uuid| todo.iter().map(|(_, n)| f(n)).collect::<Vec<Uuid>>();
     let created: Vec<Uuid> = sqlx::query_scalar!(
         r#"WITH input AS (
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::jsonb[], $6::timestamptz[],
-                                  $7::text[], $8::text[])
-               AS i (event_id, id, order_id, customer_id, shipping_address, next_step_at, traceparent, tracestate)
-           ), fresh AS (
-             INSERT INTO processed_messages (event_id) SELECT event_id FROM input ON CONFLICT DO NOTHING RETURNING event_id
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::timestamptz[], $6::text[], $7::text[])
+               AS i (id, order_id, customer_id, shipping_address, next_step_at, traceparent, tracestate)
            ), created AS (
              INSERT INTO shipments (id, order_id, customer_id, status, shipping_address, created_at, updated_at,
                                     next_step_at, traceparent, tracestate)
-             SELECT i.id, i.order_id, i.customer_id, 'PROCESSING', i.shipping_address, $9, $9, i.next_step_at,
+             SELECT i.id, i.order_id, i.customer_id, 'PROCESSING', i.shipping_address, $8, $8, i.next_step_at,
                     i.traceparent, i.tracestate
-               FROM input i JOIN fresh USING (event_id)
+               FROM input i
              ON CONFLICT (order_id) DO NOTHING RETURNING id
            ), history AS (
-             INSERT INTO shipment_status_history (shipment_id, seq, status, at) SELECT id, 1, 'PROCESSING', $9 FROM created
+             INSERT INTO shipment_status_history (shipment_id, seq, status, at) SELECT id, 1, 'PROCESSING', $8 FROM created
            )
            SELECT id AS "id!" FROM created"#,
-        &column(|n| n.event.event_id),
-        &ids,
+        &todo.iter().map(|(id, _)| **id).collect::<Vec<_>>(),
         &column(|n| n.event.order_id),
         &column(|n| n.event.payload.customer_id),
-        new.iter().map(|n| Json(&n.event.payload.shipping_address)).collect::<Vec<_>>() as _,
-        &new.iter().map(|n| n.ship_at).collect::<Vec<_>>(),
-        new.iter().map(|n| n.trace.traceparent.clone()).collect::<Vec<_>>() as _,
-        new.iter().map(|n| n.trace.tracestate.clone()).collect::<Vec<_>>() as _,
+        todo.iter().map(|(_, n)| Json(&n.event.payload.shipping_address)).collect::<Vec<_>>() as _,
+        &todo.iter().map(|(_, n)| n.ship_at).collect::<Vec<_>>(),
+        todo.iter().map(|(_, n)| n.trace.traceparent.clone()).collect::<Vec<_>>() as _,
+        todo.iter().map(|(_, n)| n.trace.tracestate.clone()).collect::<Vec<_>>() as _,
         Utc::now(),
     )
     .fetch_all(&mut *tx)
