@@ -1,5 +1,5 @@
 //! Handling `order-created` messages from `orders-queue.fifo`: decode strictly,
-//! then create the shipments of a whole received batch in one statement with
+//! then create the shipments of a whole received batch in one transaction with
 //! their inbox records. The shared consumer loop (`messaging::consumer`)
 //! deletes a message only after this answers `Ack`, i.e. after the commit.
 
@@ -29,7 +29,7 @@ pub struct OrderCreatedHandler {
 impl ApplyBatch for OrderCreatedHandler {
     const WORK: &'static str = "create shipments";
 
-    /// Creates the shipments of every well-formed message in one statement and
+    /// Creates the shipments of every well-formed message in one transaction and
     /// answers each message.
     async fn apply(&self, messages: &[Received]) -> Result<Vec<Disposition>, sqlx::Error> {
         let now = Utc::now();
