@@ -132,9 +132,12 @@ async fn one_trace_follows_an_order_through_both_services() {
                 .count();
             let pushed = in_trace.iter().filter(|s| s.name == "sse.push").count();
             // Each service exports on its own schedule: the delivery-service's step
-            // spans may arrive after the order-service's, so wait for them too.
+            // and status-send spans may arrive after the order-service's, so wait
+            // for them too.
             let steps = in_trace.iter().filter(|s| s.name.starts_with("shipment ")).count();
-            if applied == 2 && pushed == 2 && steps >= 2 {
+            let status_sends =
+                in_trace.iter().filter(|s| s.service == "delivery-service" && s.kind == PRODUCER).count();
+            if applied == 2 && pushed == 2 && steps >= 2 && status_sends >= 2 {
                 break (root.trace_id.clone(), in_trace);
             }
         }
