@@ -20,6 +20,7 @@
 
 use std::{str::FromStr, time::Duration};
 
+pub mod group;
 pub mod metrics;
 
 use settings::{Env, ExposeSecret, SecretString};

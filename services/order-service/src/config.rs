@@ -80,6 +80,12 @@ pub struct ApiSettings {
     /// Window in which an identical order without a key is taken for a double
     /// submit and answered with the first order (`DUPLICATE_WINDOW`; 0 disables).
     pub duplicate_window: Duration,
+    /// Transactions placing orders at once (`INTAKE_WRITERS`; by default half
+    /// the pool, at most 8): concurrent `POST /orders` requests share them
+    /// (group commit), so a few suffice.
+    pub intake_writers: usize,
+    /// Most orders placed by one transaction (`INTAKE_MAX_BATCH`).
+    pub intake_max_batch: usize,
     /// Live streams allowed open in one process (`SSE_MAX_STREAMS`).
     pub sse_max_streams: usize,
     /// Live streams one customer may hold open in one process
@@ -138,7 +144,7 @@ impl Settings {
     /// Reads and validates every variable `role` uses; the error names each bad one.
     pub fn from_env(mut env: Env, role: Role) -> Result<Self, settings::ConfigError> {
         let status_queue = fifo_queue(&mut env, "DELIVERY_STATUS_QUEUE", "delivery-status-queue.fifo");
-        let settings = Settings {
+        let mut settings = Settings {
             http_addr: env.get("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080))),
             database: DatabaseSettings::from_env(&mut env, DEFAULT_DATABASE, 16),
             sqs: SqsSettings::from_env(&mut env),
@@ -151,14 +157,23 @@ impl Settings {
             serve: web::serve::ServeSettings::from_env(&mut env),
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
             inbox_retention: env.duration("INBOX_RETENTION", Duration::from_secs(14 * 24 * 3600)),
-            api: (role == Role::Api).then(|| ApiSettings::from_env(&mut env)),
+            api: None,
         };
+        if role == Role::Api {
+            settings.api = Some(ApiSettings::from_env(&mut env, settings.database.max_connections));
+        }
         if settings.serve.idle_timeout <= settings.request_timeout {
             env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than HTTP_REQUEST_TIMEOUT");
         }
         if let Some(api) = &settings.api {
             if settings.serve.idle_timeout <= api.sse_keepalive {
                 env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than SSE_KEEPALIVE, or idle live streams are cut");
+            }
+            if api.intake_writers as u32 >= settings.database.max_connections {
+                env.invalid(
+                    "INTAKE_WRITERS",
+                    "must be fewer than DATABASE_MAX_CONNECTIONS, or placing orders takes every connection",
+                );
             }
             if settings.serve.max_connections <= api.sse_max_streams {
                 env.invalid(
@@ -173,7 +188,8 @@ impl Settings {
 }
 
 impl ApiSettings {
-    fn from_env(env: &mut Env) -> Self {
+    /// `pool`: the pool's size, half of which (up to 8) places orders by default.
+    fn from_env(env: &mut Env, pool: u32) -> Self {
         let api = ApiSettings {
             jwt: JwtSettings::from_env(env),
             redis_url: env.secret("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
@@ -181,6 +197,8 @@ impl ApiSettings {
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", "orderflow:".to_owned()),
             idempotency_ttl: env.duration("IDEMPOTENCY_TTL", Duration::from_secs(24 * 3600)),
             duplicate_window: env.duration("DUPLICATE_WINDOW", Duration::from_secs(10)),
+            intake_writers: env.get("INTAKE_WRITERS", (pool as usize / 2).clamp(1, 8)),
+            intake_max_batch: env.get("INTAKE_MAX_BATCH", 64),
             sse_max_streams: env.get("SSE_MAX_STREAMS", 1000),
             sse_max_streams_per_customer: env.get("SSE_MAX_STREAMS_PER_CUSTOMER", 20),
             sse_keepalive: env.duration("SSE_KEEPALIVE", Duration::from_secs(15)),
@@ -196,6 +214,12 @@ impl ApiSettings {
         };
         if api.sse_max_streams_per_customer == 0 {
             env.invalid("SSE_MAX_STREAMS_PER_CUSTOMER", "must be at least 1");
+        }
+        if api.intake_writers == 0 {
+            env.invalid("INTAKE_WRITERS", "must be at least 1");
+        }
+        if api.intake_max_batch == 0 {
+            env.invalid("INTAKE_MAX_BATCH", "must be at least 1");
         }
         if api.hash_concurrency == 0 {
             env.invalid("AUTH_HASH_CONCURRENCY", "must be at least 1");
@@ -324,5 +348,31 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn intake_writers_leave_connections_for_the_rest() {
+        let s = Settings::from_env(Env::from_pairs([("JWT_PRIVATE_KEY", "pem")]), Role::Api).unwrap();
+        let api = s.api.unwrap();
+        assert_eq!((api.intake_writers, api.intake_max_batch), (8, 64));
+        let small_pool = Settings::from_env(
+            Env::from_pairs([("JWT_PRIVATE_KEY", "pem"), ("DATABASE_MAX_CONNECTIONS", "6")]),
+            Role::Api,
+        )
+        .unwrap();
+        assert_eq!(small_pool.api.unwrap().intake_writers, 3, "half the pool by default");
+        let err = Settings::from_env(
+            Env::from_pairs([
+                ("JWT_PRIVATE_KEY", "pem"),
+                ("DATABASE_MAX_CONNECTIONS", "4"),
+                ("INTAKE_WRITERS", "4"),
+                ("INTAKE_MAX_BATCH", "0"),
+            ]),
+            Role::Api,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("INTAKE_WRITERS: must be fewer than DATABASE_MAX_CONNECTIONS"), "{err}");
+        assert!(err.contains("INTAKE_MAX_BATCH"), "{err}");
     }
 }

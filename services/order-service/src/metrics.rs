@@ -13,6 +13,11 @@ use telemetry::Metric;
 use crate::{domain::OrderStatus, idempotency::Idempotency};
 
 pub const ORDERS_CREATED: Metric = Metric::counter("orders_created_total", "Orders placed", &[]);
+pub const INTAKE_TRANSACTIONS: Metric = Metric::counter(
+    "orders_intake_transactions_total",
+    "Committed transactions that placed orders; orders_created_total over this is the mean group-commit batch",
+    &[],
+);
 pub const ORDERS_BY_STATUS: Metric =
     Metric::gauge("orders_by_status", "Orders in each status, refreshed in the background", &["status"]);
 pub const STATUS_CHANGES: Metric = Metric::counter(
@@ -37,6 +42,7 @@ pub const REDIS_ERRORS: Metric =
 
 const OWN: &[Metric] = &[
     ORDERS_CREATED,
+    INTAKE_TRANSACTIONS,
     ORDERS_BY_STATUS,
     STATUS_CHANGES,
     DELIVERY_DURATION,

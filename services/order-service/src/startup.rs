@@ -24,7 +24,7 @@ use crate::{
     live::LiveHub,
     metrics::{self, Gauges},
     status::StatusHandler,
-    storage::MIGRATOR,
+    storage::{MIGRATOR, orders},
 };
 
 /// A built, not yet running, order-service.
@@ -118,6 +118,11 @@ impl Application {
                         idempotency,
                         idempotency_ttl: api_settings.idempotency_ttl,
                         duplicate_window: api_settings.duplicate_window,
+                        writer: orders::intake_writer(
+                            pool.clone(),
+                            api_settings.intake_writers,
+                            api_settings.intake_max_batch,
+                        ),
                         outbox: relay.waker(),
                         orders_queue: settings.orders_queue.clone(),
                     }),

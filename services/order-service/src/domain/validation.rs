@@ -7,12 +7,14 @@
 //! limit counts the white space around it too. The OpenAPI document states
 //! these rules exactly (`http::contract`).
 
+use chrono::{DateTime, Utc};
 use envelope::{Address, LineItem};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 use web::FieldError;
 
-use super::iso;
+use super::{HistoryEntry, Order, OrderStatus, Shipment, iso};
 
 pub const MAX_ITEMS: usize = 100;
 pub const MAX_SKU_LEN: usize = 64;
@@ -42,6 +44,25 @@ impl NewOrder {
         items.sort_by(|a, b| (&a.sku, a.quantity, a.unit_price_minor).cmp(&(&b.sku, b.quantity, b.unit_price_minor)));
         let canonical = serde_json::json!([self.currency, items, self.shipping_address]);
         Sha256::digest(canonical.to_string().as_bytes()).into()
+    }
+
+    /// The order this request places: `id`, for `customer_id`, placed `now`,
+    /// in `PENDING_SHIPMENT`.
+    pub fn into_order(self, id: Uuid, customer_id: Uuid, now: DateTime<Utc>) -> Order {
+        let total_minor = self.total_minor();
+        Order {
+            id,
+            customer_id,
+            status: OrderStatus::PendingShipment,
+            currency: self.currency,
+            items: self.items,
+            total_minor,
+            shipping_address: self.shipping_address,
+            shipment: Shipment::default(),
+            history: vec![HistoryEntry { status: OrderStatus::PendingShipment, at: now }],
+            created_at: now,
+            updated_at: now,
+        }
     }
 }
 

@@ -100,7 +100,7 @@ impl ApiError {
                     )
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
             }
-            ApiError::Database(sqlx::Error::PoolTimedOut) => {
+            ApiError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => {
                 Problem::unavailable("The service is overloaded; retry shortly.")
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }

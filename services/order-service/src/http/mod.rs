@@ -26,6 +26,7 @@ use crate::{
     auth::{KeySet, Revocations, clients::ClientSecretKey, limits::KeyedLimiter},
     idempotency::Idempotency,
     live::LiveHub,
+    storage::orders::IntakeWriter,
 };
 
 /// What handlers share, in a few cohesive parts; cheap to clone.
@@ -66,6 +67,8 @@ pub struct Intake {
     pub idempotency_ttl: Duration,
     /// Double-submit window for orders without a key (zero: off).
     pub duplicate_window: Duration,
+    /// Writes orders, concurrent requests' together (group commit).
+    pub writer: IntakeWriter,
     /// Wakes the outbox relay after an order commits.
     pub outbox: outbox::Waker,
     /// Where `order-created` events go.

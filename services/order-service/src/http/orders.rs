@@ -2,8 +2,10 @@
 //!
 //! Placing an order: authenticate (extractor) -> check scope -> read and
 //! validate the body -> claim the idempotency key (Redis, one round trip) ->
-//! one SQL statement writes order, history, outbox event and idempotency record
-//! -> wake the outbox relay -> 201. No handler talks to SQS.
+//! hand the order to the intake's group commit, which writes it with its
+//! history, outbox event and idempotency record in one transaction shared with
+//! concurrent requests -> wake the outbox relay -> 201 (committed). No handler
+//! talks to SQS.
 
 use axum::{
     Json,
@@ -23,10 +25,10 @@ use web::FieldError;
 use super::{AppState, contract, error::ApiError, extract::AuthUser};
 use crate::{
     auth::{SCOPE_READ, SCOPE_WRITE},
-    domain::{HistoryEntry, NewOrder, Order, OrderStatus, Shipment, order::OrderPage, validate_new_order},
+    domain::{Order, order::OrderPage, validate_new_order},
     idempotency::Claim,
     metrics,
-    storage::orders::{self, IdempotencyRecord, Placed, StoredResponse},
+    storage::orders::{self, IdempotencyRecord, Placed, Placement, StoredResponse},
 };
 
 /// Largest accepted `POST /orders` body.
@@ -151,7 +153,7 @@ pub async fn create_order(
         }
     }
 
-    let order = new_order_record(Uuid::now_v7(), customer_id, &new_order, now);
+    let order = new_order.into_order(Uuid::now_v7(), customer_id, now);
     tracing::Span::current().record("order_id", tracing::field::display(order.id));
     let body = serde_json::to_value(&order).expect("orders serialise");
     let event = Envelope::new(
@@ -182,21 +184,27 @@ pub async fn create_order(
         expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(24)),
     });
 
-    let placed = orders::place(&state.db, &order, &body, record.as_ref(), &message).await;
+    let order_id = order.id;
+    let event_id = message.event_id;
+    let placement =
+        Placement { order, body: body.clone(), idempotency: record, event: message, span: tracing::Span::current() };
+    let placed = state.intake.writer.submit(placement).await.unwrap_or(Err(sqlx::Error::PoolClosed));
     let stored = match placed {
         Ok(Placed::Created) => {
             state.intake.outbox.wake();
             metrics::ORDERS_CREATED.as_counter().increment(1);
-            tracing::debug!(event_id = %message.event_id, total_minor = order.total_minor, "order placed");
-            StoredResponse { request_hash: hash_hex, order_id: order.id, status: 201, body }
+            tracing::debug!(%event_id, "order placed");
+            StoredResponse { request_hash: hash_hex, order_id, status: 201, body }
         }
-        Ok(Placed::KeyTaken(stored)) => {
+        Ok(Placed::KeyTaken) => {
+            let key = key.as_deref().unwrap_or_default();
+            // The holder expired and was replaced between our statement and this
+            // read: vanishingly rare; answered as a retryable error.
+            let stored = orders::find_idempotent(&state.db, customer_id, key).await?.ok_or(sqlx::Error::RowNotFound)?;
             // PostgreSQL holds the truth for this key: put it back in Redis,
             // replacing our own pending claim, before answering either way (a
             // mismatch must not leave its claim to refuse the original's retry).
-            if let Some(key) = &key {
-                state.intake.idempotency.store(customer_id, key, stored.clone(), ttl).await;
-            }
+            state.intake.idempotency.store(customer_id, key, stored.clone(), ttl).await;
             if stored.request_hash != hash_hex {
                 return Err(ApiError::IdempotencyMismatch);
             }
@@ -213,22 +221,6 @@ pub async fn create_order(
         state.intake.idempotency.complete(customer_id, key, stored.clone(), ttl);
     }
     Ok(created_response(&stored, false))
-}
-
-fn new_order_record(id: Uuid, customer_id: Uuid, new: &NewOrder, now: chrono::DateTime<Utc>) -> Order {
-    Order {
-        id,
-        customer_id,
-        status: OrderStatus::PendingShipment,
-        currency: new.currency.clone(),
-        items: new.items.clone(),
-        total_minor: new.total_minor(),
-        shipping_address: new.shipping_address.clone(),
-        shipment: Shipment::default(),
-        history: vec![HistoryEntry { status: OrderStatus::PendingShipment, at: now }],
-        created_at: now,
-        updated_at: now,
-    }
 }
 
 /// Body of `POST /orders` (documentation only: the handler validates the raw

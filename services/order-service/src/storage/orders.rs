@@ -1,21 +1,30 @@
 //! Orders, their status history and idempotency records.
 //!
-//! Placing an order is one transaction of one statement (a chain of
-//! data-modifying CTEs): it inserts the idempotency record, the order, its
-//! first history row and its `order-created` event in the outbox. The
-//! order is inserted only if the idempotency record was (a conflicting,
-//! unexpired key inserts nothing), so a duplicate can never create a second
-//! order. The outbox row has the columns `outbox::enqueue` writes; it is
-//! inlined here so that intake costs one statement.
+//! Orders are placed by group commit ([`IntakeWriter`]): concurrent requests'
+//! orders go to PostgreSQL together, one transaction of two statements for the
+//! whole batch. The first (a chain of data-modifying CTEs) inserts each order's
+//! idempotency record, the order and its first history row, the order only if
+//! its idempotency record was inserted (a conflicting, unexpired key inserts
+//! nothing), so a duplicate can never create a second order; the second adds
+//! the `order-created` event of each order placed to the outbox. A batch that
+//! fails is placed again one order at a time, so one bad order fails alone.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use database::group::GroupCommit;
 use envelope::{Address, LineItem};
+use futures::future::join_all;
 use outbox::OutboxMessage;
 use serde_json::Value;
 use sqlx::{PgPool, types::Json};
+use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::domain::{HistoryEntry, Order, OrderStatus, Shipment};
+use crate::{
+    domain::{HistoryEntry, Order, OrderStatus, Shipment},
+    metrics,
+};
 
 /// The response stored with an idempotency key, replayed on a retry.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,87 +44,156 @@ pub struct IdempotencyRecord {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What placing an order did.
+/// One order to place, with everything written beside it.
 #[derive(Debug)]
-pub enum Placed {
-    Created,
-    /// The key was taken (and not expired): nothing was written.
-    KeyTaken(StoredResponse),
+pub struct Placement {
+    pub order: Order,
+    /// The 201 body, stored with the idempotency record.
+    pub body: Value,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub event: OutboxMessage,
+    /// The request's span: the batch's `db.place_orders` span is a child of the
+    /// first order's and linked from the others'.
+    pub span: tracing::Span,
 }
 
-/// Writes order + first history row (+ idempotency record) + the
-/// `order-created` outbox row in one statement, committed before it returns
-/// (an explicit transaction: through a transaction-pooling proxy a bare
-/// statement would commit only when its connection goes back to the pool, see
-/// the `database` crate); the order and the rest are
-/// inserted only if the idempotency record was (a key already held inserts
-/// nothing, and the stored response is returned).
-#[tracing::instrument(name = "db.insert_order", skip_all, fields(db.system = "postgresql", order_id = %order.id))]
-pub async fn place(
-    pool: &PgPool,
-    order: &Order,
-    response_body: &Value,
-    idempotency: Option<&IdempotencyRecord>,
-    event: &OutboxMessage,
-) -> Result<Placed, sqlx::Error> {
+/// What placing an order did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    Created,
+    /// The key was held (and not expired): nothing was written for this order;
+    /// [`find_idempotent`] reads the holder's response.
+    KeyTaken,
+}
+
+/// Places orders by group commit: what `POST /orders` submits to.
+pub type IntakeWriter = GroupCommit<Placement, Result<Placed, sqlx::Error>>;
+
+/// Starts the intake's group commit: at most `writers` transactions at once,
+/// each of at most `max_batch` orders.
+pub fn intake_writer(pool: PgPool, writers: usize, max_batch: usize) -> IntakeWriter {
+    GroupCommit::start(writers, max_batch, move |batch| place_group(pool.clone(), batch))
+}
+
+/// Places one batch and answers each order: the orders whose idempotency key
+/// repeats an earlier one of the batch wait for the rest (one statement cannot
+/// touch a key twice); if the batch fails, each of its orders is placed alone.
+pub async fn place_group(pool: PgPool, batch: Vec<Placement>) -> Vec<Result<Placed, sqlx::Error>> {
+    let (together, after) = split_repeated_keys(&batch);
+    let mut answers: Vec<Option<Result<Placed, sqlx::Error>>> = batch.iter().map(|_| None).collect();
+    let first: Vec<&Placement> = together.iter().map(|&i| &batch[i]).collect();
+    match place_all(&pool, &first).await {
+        Ok(placed) => {
+            for (&i, placed) in together.iter().zip(placed) {
+                answers[i] = Some(Ok(placed));
+            }
+        }
+        Err(e) if first.len() == 1 => answers[together[0]] = Some(Err(e)),
+        Err(e) => {
+            tracing::warn!(error = %e, orders = first.len(), "placing a batch of orders failed; placing each alone");
+            let alone = join_all(first.iter().map(|p| place_one(&pool, p))).await;
+            for (&i, answer) in together.iter().zip(alone) {
+                answers[i] = Some(answer);
+            }
+        }
+    }
+    for i in after {
+        answers[i] = Some(place_one(&pool, &batch[i]).await);
+    }
+    answers.into_iter().map(|a| a.expect("every order of the batch is answered")).collect()
+}
+
+async fn place_one(pool: &PgPool, placement: &Placement) -> Result<Placed, sqlx::Error> {
+    Ok(place_all(pool, &[placement]).await?[0])
+}
+
+/// Splits a batch into the orders that can be written together and those
+/// (indexes, in order) whose customer and idempotency key repeat an earlier
+/// order's.
+pub fn split_repeated_keys(batch: &[Placement]) -> (Vec<usize>, Vec<usize>) {
+    let mut seen = HashSet::new();
+    (0..batch.len()).partition(|&i| match &batch[i].idempotency {
+        Some(record) => seen.insert((batch[i].order.customer_id, record.key.as_str())),
+        None => true,
+    })
+}
+
+/// Writes each order with its first history row and idempotency record, and
+/// the `order-created` event of each order placed, in one transaction committed
+/// before it returns (an explicit transaction: through a transaction-pooling
+/// proxy a bare statement would commit only when its connection goes back to
+/// the pool, see the `database` crate). Answers each order, in order. No two
+/// orders may share a customer and idempotency key ([`split_repeated_keys`]).
+pub async fn place_all(pool: &PgPool, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
+    let span = tracing::info_span!(
+        parent: placements.first().and_then(|p| p.span.id()),
+        "db.place_orders",
+        db.system = "postgresql",
+        orders = placements.len()
+    );
+    for placement in placements.iter().skip(1) {
+        span.follows_from(&placement.span);
+    }
+    write(pool, placements).instrument(span).await
+}
+
+async fn write(pool: &PgPool, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let inserted = sqlx::query_scalar!(
+    let orders = || placements.iter().map(|p| &p.order);
+    let keys = || placements.iter().map(|p| p.idempotency.as_ref());
+    let created: Vec<Uuid> = sqlx::query_scalar!(
         r#"
-        WITH idem AS (
+        WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::int8[], $6::jsonb[],
+                                 $7::timestamptz[], $8::text[], $9::bytea[], $10::jsonb[], $11::timestamptz[])
+              AS i (id, customer_id, currency, items, total_minor, shipping_address, created_at,
+                    key, request_hash, response_body, expires_at)
+        ), idem AS (
             INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_status, response_body, expires_at)
-            SELECT $2, $8, $9, $1, 201, $10, $11 WHERE $8::text IS NOT NULL
+            SELECT customer_id, key, request_hash, id, 201, response_body, expires_at FROM input WHERE key IS NOT NULL
             ON CONFLICT (customer_id, key) DO UPDATE
                SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id,
                    response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,
                    expires_at = EXCLUDED.expires_at
              WHERE idempotency_keys.expires_at < now()
-            RETURNING 1
+            RETURNING order_id
         ), ins AS (
             INSERT INTO orders (id, customer_id, status, currency, items, total_minor, shipping_address, created_at, updated_at)
-            SELECT $1, $2, 'PENDING_SHIPMENT', $3, $4, $5, $6, $7, $7
-             WHERE $8::text IS NULL OR EXISTS (SELECT 1 FROM idem)
-            RETURNING id
+            SELECT id, customer_id, 'PENDING_SHIPMENT', currency, items, total_minor, shipping_address, created_at, created_at
+              FROM input WHERE key IS NULL OR id IN (SELECT order_id FROM idem)
+            RETURNING id, created_at
         ), hist AS (
             INSERT INTO order_status_history (order_id, seq, status, at)
-            SELECT id, 1, 'PENDING_SHIPMENT', $7 FROM ins
-        ), event AS (
-            INSERT INTO outbox (event_id, destination, group_id, event_type, body, traceparent, tracestate)
-            SELECT $12, $13, $14, $15, $16, $17, $18 FROM ins
+            SELECT id, 1, 'PENDING_SHIPMENT', created_at FROM ins
         )
-        SELECT count(*) AS "count!" FROM ins
+        SELECT id AS "id!" FROM ins
         "#,
-        order.id,
-        order.customer_id,
-        order.currency,
-        Json(&order.items) as _,
-        order.total_minor,
-        Json(&order.shipping_address) as _,
-        order.created_at,
-        idempotency.map(|i| i.key.as_str()),
-        idempotency.map(|i| i.request_hash.as_slice()),
-        Json(response_body) as _,
-        idempotency.map(|i| i.expires_at),
-        event.event_id,
-        event.destination,
-        event.group_id,
-        event.event_type,
-        event.body,
-        event.traceparent,
-        event.tracestate,
+        &orders().map(|o| o.id).collect::<Vec<_>>(),
+        &orders().map(|o| o.customer_id).collect::<Vec<_>>(),
+        &orders().map(|o| o.currency.as_str()).collect::<Vec<_>>() as _,
+        orders().map(|o| Json(&o.items)).collect::<Vec<_>>() as _,
+        &orders().map(|o| o.total_minor).collect::<Vec<_>>(),
+        orders().map(|o| Json(&o.shipping_address)).collect::<Vec<_>>() as _,
+        &orders().map(|o| o.created_at).collect::<Vec<_>>(),
+        keys().map(|k| k.map(|k| k.key.as_str())).collect::<Vec<_>>() as _,
+        keys().map(|k| k.map(|k| k.request_hash.as_slice())).collect::<Vec<_>>() as _,
+        placements.iter().map(|p| Json(&p.body)).collect::<Vec<_>>() as _,
+        keys().map(|k| k.map(|k| k.expires_at)).collect::<Vec<_>>() as _,
     )
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    let placed: Vec<Placed> =
+        orders().map(|o| if created.contains(&o.id) { Placed::Created } else { Placed::KeyTaken }).collect();
+    let events: Vec<OutboxMessage> = placements
+        .iter()
+        .zip(&placed)
+        .filter(|(_, placed)| **placed == Placed::Created)
+        .map(|(p, _)| p.event.clone())
+        .collect();
+    outbox::enqueue_all(&mut tx, &events).await?;
     tx.commit().await?;
-    if inserted == 1 {
-        return Ok(Placed::Created);
-    }
-    let key = idempotency.map(|i| i.key.as_str()).unwrap_or_default();
-    match find_idempotent(pool, order.customer_id, key).await? {
-        Some(stored) => Ok(Placed::KeyTaken(stored)),
-        // The holder expired and was replaced between our statement and this
-        // read: vanishingly rare; surface it as a retryable error.
-        None => Err(sqlx::Error::RowNotFound),
-    }
+    metrics::INTAKE_TRANSACTIONS.as_counter().increment(1);
+    Ok(placed)
 }
 
 /// The stored response for `key`, if the key is held and not expired.

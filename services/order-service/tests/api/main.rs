@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod helpers;
 mod idempotency;
+mod intake;
 mod jwt;
 mod orders;
 mod outbox;
