@@ -84,7 +84,8 @@ start() {
   local name=$1 port=$2 pid
   shift 2
   if port_open "$port"; then die "127.0.0.1:$port is already in use; stop what runs there"; fi
-  env RUST_LOG=warn LOG_FORMAT=json SQS_ENDPOINT_URL="$SQS" SQS_CREATE_QUEUES=true \
+  # MIMALLOC_PURGE_DELAY=0 as in the images and `make run`.
+  env MIMALLOC_PURGE_DELAY=0 RUST_LOG=warn LOG_FORMAT=json SQS_ENDPOINT_URL="$SQS" SQS_CREATE_QUEUES=true \
     ORDERS_QUEUE="$TAG-$PHASE-orders-queue.fifo" DELIVERY_STATUS_QUEUE="$TAG-$PHASE-delivery-status-queue.fifo" \
     "$@" HTTP_ADDR="127.0.0.1:$port" "$BIN/$name" >>"$RUN_DIR/bench-$name.log" 2>&1 &
   pid=$!
