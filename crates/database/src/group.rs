@@ -89,92 +89,80 @@ mod tests {
         assert_eq!(group.submit(4).await, Ok(40));
     }
 
+    /// A group with one writer whose first batch is held until `release` is
+    /// notified; `batches` records every batch written. Answers item + 100.
+    struct Held {
+        group: GroupCommit<u32, u32>,
+        release: Arc<Notify>,
+        batches: Arc<Mutex<Vec<Vec<u32>>>>,
+    }
+
+    impl Held {
+        fn start(max_batch: usize) -> Self {
+            let release = Arc::new(Notify::new());
+            let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
+            let group = {
+                let (release, batches) = (release.clone(), batches.clone());
+                GroupCommit::start(1, max_batch, move |items: Vec<u32>| {
+                    let (release, batches) = (release.clone(), batches.clone());
+                    async move {
+                        let first = batches.lock().unwrap().is_empty();
+                        batches.lock().unwrap().push(items.clone());
+                        if first {
+                            release.notified().await;
+                        }
+                        items.iter().map(|i| i + 100).collect::<Vec<_>>()
+                    }
+                })
+            };
+            Self { group, release, batches }
+        }
+
+        fn submit(&self, item: u32) -> tokio::task::JoinHandle<Result<u32, Closed>> {
+            let group = self.group.clone();
+            tokio::spawn(async move { group.submit(item).await })
+        }
+
+        /// Submits 0, waits until the writer holds it, then submits `rest`
+        /// and waits until all of them are queued behind it.
+        async fn hold_then_queue(
+            &self,
+            rest: std::ops::RangeInclusive<u32>,
+        ) -> Vec<tokio::task::JoinHandle<Result<u32, Closed>>> {
+            let mut tasks = vec![self.submit(0)];
+            while self.batches.lock().unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+            let queued = rest.clone().count();
+            tasks.extend(rest.map(|i| self.submit(i)));
+            while self.group.queue.capacity() > QUEUE - queued {
+                tokio::task::yield_now().await;
+            }
+            tasks
+        }
+    }
+
     #[tokio::test]
     async fn callers_that_wait_behind_a_busy_writer_share_the_next_batch() {
-        // One writer, held inside its first batch until released: everything
-        // submitted meanwhile must go out together, each answer to its caller.
-        let release = Arc::new(Notify::new());
-        let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
-        let group = {
-            let (release, batches) = (release.clone(), batches.clone());
-            GroupCommit::start(1, 64, move |items: Vec<u32>| {
-                let (release, batches) = (release.clone(), batches.clone());
-                async move {
-                    let first = batches.lock().unwrap().is_empty();
-                    batches.lock().unwrap().push(items.clone());
-                    if first {
-                        release.notified().await;
-                    }
-                    items.iter().map(|i| i + 100).collect::<Vec<_>>()
-                }
-            })
-        };
-        let first = tokio::spawn({
-            let group = group.clone();
-            async move { group.submit(0).await }
-        });
-        while batches.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
+        let held = Held::start(64);
+        let tasks = held.hold_then_queue(1..=5).await;
+        held.release.notify_one();
+        for (i, task) in (0..).zip(tasks) {
+            assert_eq!(task.await.unwrap(), Ok(100 + i), "each answer goes to its own caller");
         }
-        let waiting: Vec<_> = (1..=5)
-            .map(|i| {
-                let group = group.clone();
-                tokio::spawn(async move { group.submit(i).await })
-            })
-            .collect();
-        // Let every submit reach the queue before the writer is freed.
-        while group.queue.capacity() > QUEUE - 5 {
-            tokio::task::yield_now().await;
-        }
-        release.notify_one();
-        assert_eq!(first.await.unwrap(), Ok(100));
-        for (i, task) in (1..=5).zip(waiting) {
-            assert_eq!(task.await.unwrap(), Ok(100 + i));
-        }
-        let batches = batches.lock().unwrap().clone();
-        assert_eq!(batches, vec![vec![0], vec![1, 2, 3, 4, 5]]);
+        assert_eq!(*held.batches.lock().unwrap(), vec![vec![0], vec![1, 2, 3, 4, 5]]);
     }
 
     #[tokio::test]
     async fn batches_are_cut_at_max_batch() {
-        let release = Arc::new(Notify::new());
-        let sizes = Arc::new(Mutex::new(Vec::<usize>::new()));
-        let group = {
-            let (release, sizes) = (release.clone(), sizes.clone());
-            GroupCommit::start(1, 3, move |items: Vec<u32>| {
-                let (release, sizes) = (release.clone(), sizes.clone());
-                async move {
-                    let first = sizes.lock().unwrap().is_empty();
-                    sizes.lock().unwrap().push(items.len());
-                    if first {
-                        release.notified().await;
-                    }
-                    items
-                }
-            })
-        };
-        let first = tokio::spawn({
-            let group = group.clone();
-            async move { group.submit(0).await }
-        });
-        while sizes.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
-        }
-        let rest: Vec<_> = (1..=7)
-            .map(|i| {
-                let group = group.clone();
-                tokio::spawn(async move { group.submit(i).await })
-            })
-            .collect();
-        while group.queue.capacity() > QUEUE - 7 {
-            tokio::task::yield_now().await;
-        }
-        release.notify_one();
-        first.await.unwrap().unwrap();
-        for task in rest {
+        let held = Held::start(3);
+        let tasks = held.hold_then_queue(1..=7).await;
+        held.release.notify_one();
+        for task in tasks {
             task.await.unwrap().unwrap();
         }
-        assert_eq!(*sizes.lock().unwrap(), vec![1, 3, 3, 1]);
+        let sizes: Vec<usize> = held.batches.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 3, 3, 1]);
     }
 
     #[tokio::test]

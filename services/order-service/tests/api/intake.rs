@@ -47,6 +47,11 @@ fn placement(customer: Uuid, sku: &str, key: Option<&str>) -> Placement {
     }
 }
 
+/// The event ids in the outbox.
+async fn queued_events(pool: &sqlx::PgPool) -> HashSet<Uuid> {
+    sqlx::query_scalar("SELECT event_id FROM outbox").fetch_all(pool).await.unwrap().into_iter().collect()
+}
+
 #[test]
 fn a_key_repeated_within_a_batch_waits_for_the_rest() {
     let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
@@ -88,8 +93,7 @@ async fn a_batch_places_each_order_once_with_its_history_key_and_event() {
             .await
             .unwrap();
     assert_eq!(history, 3);
-    let queued: HashSet<Uuid> =
-        sqlx::query_scalar("SELECT event_id FROM outbox").fetch_all(&pool).await.unwrap().into_iter().collect();
+    let queued = queued_events(&pool).await;
     assert_eq!(queued, HashSet::from([events[0], events[1], events[2]]), "an event for each order placed, no other");
     // Alice's k1 names her first order, whose response the repeat replays.
     let stored = orders::find_idempotent(&pool, alice, "k1").await.unwrap().expect("alice's key is held");
@@ -130,8 +134,7 @@ async fn a_bad_order_fails_alone_and_the_rest_of_its_batch_commits() {
         .await
         .unwrap();
     assert_eq!(placed, 2);
-    let queued: HashSet<Uuid> =
-        sqlx::query_scalar("SELECT event_id FROM outbox").fetch_all(&pool).await.unwrap().into_iter().collect();
+    let queued = queued_events(&pool).await;
     assert!(good_events.iter().all(|e| queued.contains(e)), "the good orders' events are queued");
     assert!(!queued.contains(&clash_event), "nothing of the failed order is written");
     let sku: String = sqlx::query_scalar("SELECT items->0->>'sku' FROM orders WHERE id = $1")
