@@ -25,7 +25,7 @@ pub mod metrics;
 
 use settings::{Env, ExposeSecret, SecretString};
 use sqlx::{
-    PgPool,
+    Connection, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
@@ -129,7 +129,16 @@ impl DatabaseSettings {
         let options = PgPoolOptions::new().max_connections(self.max_connections).acquire_timeout(self.acquire_timeout);
         let Some(pooler) = &self.pooler else {
             let connect = connect_options(self.url.expose_secret())?.statement_cache_capacity(self.statement_cache);
-            return Ok(options.connect_lazy_with(connect));
+            // sqlx pings every connection as it comes back to the pool; pinging
+            // it again as it goes out would cost a round trip per query under
+            // load, so only a connection idle a while is checked (a server
+            // restart meanwhile is then noticed before a query fails on it).
+            return Ok(options
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move { Ok(!needs_ping(meta.idle_for) || conn.ping().await.is_ok()) })
+                })
+                .connect_lazy_with(connect));
         };
         let connect = match pooler {
             Pooler::Url(url) => connect_options(url.expose_secret()),
@@ -169,6 +178,14 @@ impl DatabaseSettings {
             .acquire_timeout(self.acquire_timeout)
             .connect_lazy_with(connect))
     }
+}
+
+/// A pooled connection idle this long is pinged before it is lent out.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Whether a connection idle for `idle_for` is pinged before it is lent out.
+pub fn needs_ping(idle_for: Duration) -> bool {
+    idle_for >= PING_AFTER_IDLE
 }
 
 /// Opens the transaction a checkout runs in when the pool goes through a
@@ -298,6 +315,14 @@ mod tests {
         assert!(!err.contains("hunter2"));
         let err = read(&[("DATABASE_POOLER", "pgbouncer"), ("DATABASE_STATEMENT_CACHE", "100")]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_STATEMENT_CACHE"), "{err}");
+    }
+
+    #[test]
+    fn only_a_connection_idle_a_while_is_pinged_before_it_is_lent() {
+        assert!(!needs_ping(Duration::ZERO));
+        assert!(!needs_ping(PING_AFTER_IDLE - Duration::from_millis(1)));
+        assert!(needs_ping(PING_AFTER_IDLE));
+        assert!(needs_ping(Duration::from_secs(3600)));
     }
 
     #[tokio::test]
