@@ -206,34 +206,36 @@ async fn apply(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::
     let moves: Vec<&Change> =
         changes.iter().zip(&applied).filter(|(_, a)| matches!(a, Applied::Moved(_))).map(|(c, _)| c).collect();
     if !moves.is_empty() {
+        // One statement: each move updates its order and appends its history
+        // row, and the notification of each order moved is delivered at commit,
+        // carrying its message's trace context so the streams' push spans
+        // continue the order's trace.
         sqlx::query!(
             "WITH input AS (
-               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-                 AS i (order_id, status, carrier, tracking_number, at)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+                 AS i (order_id, status, carrier, tracking_number, at, payload)
              ), moved AS (
                UPDATE orders o SET status = i.status, carrier = COALESCE(i.carrier, o.carrier),
                       tracking_number = COALESCE(i.tracking_number, o.tracking_number), updated_at = i.at
                  FROM input i WHERE o.id = i.order_id AND o.id = ANY($1) -- ANY: an index scan, not a join over every order
+               RETURNING i.payload
+             ), history AS (
+               INSERT INTO order_status_history (order_id, seq, status, at)
+               SELECT i.order_id, COALESCE((SELECT max(seq) FROM order_status_history h WHERE h.order_id = i.order_id), 0) + 1,
+                      i.status, i.at
+                 FROM input i
              )
-             INSERT INTO order_status_history (order_id, seq, status, at)
-             SELECT i.order_id, COALESCE((SELECT max(seq) FROM order_status_history h WHERE h.order_id = i.order_id), 0) + 1,
-                    i.status, i.at
-               FROM input i",
+             SELECT pg_notify($7, payload) FROM moved",
             &moves.iter().map(|c| c.order_id).collect::<Vec<_>>(),
             &moves.iter().map(|c| c.to.as_str().to_owned()).collect::<Vec<_>>(),
             moves.iter().map(|c| c.carrier.clone()).collect::<Vec<_>>() as _,
             moves.iter().map(|c| c.tracking_number.clone()).collect::<Vec<_>>() as _,
             &moves.iter().map(|c| c.at).collect::<Vec<_>>(),
+            &moves.iter().map(|c| notify_payload(c.order_id, c.traceparent.as_deref())).collect::<Vec<_>>(),
+            NOTIFY_CHANNEL,
         )
         .execute(&mut *tx)
         .await?;
-        // Delivered at commit; each payload carries its message's trace context
-        // so the streams' push spans continue the order's trace.
-        let payloads: Vec<String> =
-            moves.iter().map(|c| notify_payload(c.order_id, c.traceparent.as_deref())).collect();
-        sqlx::query!("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload", NOTIFY_CHANNEL, &payloads)
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     for change in moves {
