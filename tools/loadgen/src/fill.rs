@@ -4,7 +4,7 @@
 //! events for existing orders to the status queue (the order-service's status
 //! consumer's work). Sent with the services' own publisher, ten per call.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -71,6 +71,20 @@ fn message(event: Event, order_id: Uuid) -> OutgoingMessage {
         traceparent: None,
         tracestate: None,
     }
+}
+
+/// The order ids in `path` (one per line), or `count` new ones without it.
+pub fn order_ids(path: Option<&Path>, count: usize) -> anyhow::Result<Vec<Uuid>> {
+    let Some(path) = path else {
+        return Ok((0..count).map(|_| Uuid::now_v7()).collect());
+    };
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| Uuid::parse_str(l).with_context(|| format!("not an order id: {l}")))
+        .collect()
 }
 
 /// Sends one `event` per order id (eight calls in flight) to `queue`.

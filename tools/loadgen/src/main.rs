@@ -74,7 +74,6 @@ enum Command {
         #[arg(long)]
         prefix: String,
     },
-    /// Measure the SQS endpoint's ceiling with batches of 10: send, then receive + delete.
     /// Fill a queue with one event per order, as the services send them (for
     /// measuring a consumer's drain rate).
     Fill {
@@ -90,9 +89,11 @@ enum Command {
         /// A file of order ids, one per line; without it, `--count` new ones.
         #[arg(long)]
         ids: Option<std::path::PathBuf>,
+        /// How many new order ids to make up when no `--ids` file is given.
         #[arg(long, default_value_t = 10_000)]
         count: usize,
     },
+    /// Measure the SQS endpoint's ceiling with batches of 10: send, then receive + delete.
     Sqs {
         /// SQS endpoint (loopback).
         #[arg(long, default_value = "http://127.0.0.1:9324")]
@@ -166,15 +167,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Fill { endpoint, queue, event, ids, count } => {
             loopback_only(&endpoint)?;
-            let ids = match ids {
-                Some(path) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| uuid::Uuid::parse_str(l.trim()).with_context(|| format!("not an order id: {l}")))
-                    .collect::<anyhow::Result<Vec<_>>>()?,
-                None => (0..count).map(|_| uuid::Uuid::now_v7()).collect(),
-            };
+            let ids = fill::order_ids(ids.as_deref(), count)?;
             fill::fill(&endpoint, &queue, event, ids).await?
         }
         Command::Sqs { endpoint, concurrency, duration } => {
