@@ -126,15 +126,18 @@ impl DatabaseSettings {
     /// The pool every query uses; it connects on first use. Through a pooler,
     /// each checkout is one transaction and no statement is cached.
     pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
-        let options = PgPoolOptions::new().max_connections(self.max_connections).acquire_timeout(self.acquire_timeout);
+        // sqlx pings every connection as it comes back to the pool; its ping
+        // before lending one out too would cost a round trip per query, so it is
+        // off, and `before_acquire` checks the connection instead.
+        let options = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false);
         let Some(pooler) = &self.pooler else {
             let connect = connect_options(self.url.expose_secret())?.statement_cache_capacity(self.statement_cache);
-            // sqlx pings every connection as it comes back to the pool; pinging
-            // it again as it goes out would cost a round trip per query under
-            // load, so only a connection idle a while is checked (a server
-            // restart meanwhile is then noticed before a query fails on it).
+            // Only a connection idle a while is pinged (a server restart
+            // meanwhile is then noticed before a query fails on it).
             return Ok(options
-                .test_before_acquire(false)
                 .before_acquire(|conn, meta| {
                     Box::pin(async move { Ok(!needs_ping(meta.idle_for) || conn.ping().await.is_ok()) })
                 })
@@ -149,7 +152,6 @@ impl DatabaseSettings {
         .statement_cache_capacity(0);
         Ok(options
             // The checkout's BEGIN is the test that the connection works.
-            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move { sqlx::raw_sql(CHECKOUT_BEGIN).execute(conn).await.map(drop) })
             })
