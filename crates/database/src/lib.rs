@@ -123,6 +123,11 @@ impl DatabaseSettings {
         self.pooler.is_some()
     }
 
+    /// How a statement run on [`Self::pool`] becomes durable.
+    pub fn commit(&self) -> Commit {
+        if self.through_pooler() { Commit::Explicit } else { Commit::Statement }
+    }
+
     /// The pool every query uses; it connects on first use. Through a pooler,
     /// each checkout is one transaction and no statement is cached.
     pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
@@ -180,6 +185,19 @@ impl DatabaseSettings {
             .acquire_timeout(self.acquire_timeout)
             .connect_lazy_with(connect))
     }
+}
+
+/// How a single statement run on a pool becomes durable before its caller
+/// answers anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// A direct connection: a statement on its own is its own transaction,
+    /// committed before its result comes back (one round trip).
+    Statement,
+    /// Through a transaction pooler each checkout is one transaction (see
+    /// [`CHECKOUT_BEGIN`]), committed only when the connection goes back, after
+    /// the caller has moved on: wrap the statement in BEGIN and COMMIT.
+    Explicit,
 }
 
 /// A pooled connection idle this long is pinged before it is lent out.

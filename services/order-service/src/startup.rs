@@ -120,6 +120,7 @@ impl Application {
                         duplicate_window: api_settings.duplicate_window,
                         writer: orders::intake_writer(
                             pool.clone(),
+                            settings.database.commit(),
                             api_settings.intake_writers,
                             api_settings.intake_max_batch,
                         ),

@@ -1,18 +1,18 @@
 //! Orders, their status history and idempotency records.
 //!
 //! Orders are placed by group commit ([`IntakeWriter`]): concurrent requests'
-//! orders go to PostgreSQL together, one transaction of two statements for the
-//! whole batch. The first (a chain of data-modifying CTEs) inserts each order's
-//! idempotency record, the order and its first history row, the order only if
-//! its idempotency record was inserted (a conflicting, unexpired key inserts
-//! nothing), so a duplicate can never create a second order; the second adds
-//! the `order-created` event of each order placed to the outbox. A batch that
-//! fails is placed again one order at a time, so one bad order fails alone.
+//! orders go to PostgreSQL together, one statement for the whole batch (a chain
+//! of data-modifying CTEs, atomic as any statement): each order's idempotency
+//! record, then the order, its first history row and its `order-created`
+//! outbox event, those only if its idempotency record was inserted (a
+//! conflicting, unexpired key inserts nothing), so a duplicate can never create
+//! a second order. A batch that fails is placed again one order at a time, so
+//! one bad order fails alone.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use database::group::GroupCommit;
+use database::{Commit, group::GroupCommit};
 use envelope::{Address, LineItem};
 use futures::future::join_all;
 use outbox::OutboxMessage;
@@ -71,18 +71,18 @@ pub type IntakeWriter = GroupCommit<Placement, Result<Placed, sqlx::Error>>;
 
 /// Starts the intake's group commit: at most `writers` transactions at once,
 /// each of at most `max_batch` orders.
-pub fn intake_writer(pool: PgPool, writers: usize, max_batch: usize) -> IntakeWriter {
-    GroupCommit::start(writers, max_batch, move |batch| place_group(pool.clone(), batch))
+pub fn intake_writer(pool: PgPool, commit: Commit, writers: usize, max_batch: usize) -> IntakeWriter {
+    GroupCommit::start(writers, max_batch, move |batch| place_group(pool.clone(), commit, batch))
 }
 
 /// Places one batch and answers each order: the orders whose idempotency key
 /// repeats an earlier one of the batch wait for the rest (one statement cannot
 /// touch a key twice); if the batch fails, each of its orders is placed alone.
-pub async fn place_group(pool: PgPool, batch: Vec<Placement>) -> Vec<Result<Placed, sqlx::Error>> {
+pub async fn place_group(pool: PgPool, commit: Commit, batch: Vec<Placement>) -> Vec<Result<Placed, sqlx::Error>> {
     let (together, after) = split_repeated_keys(&batch);
     let mut answers: Vec<Option<Result<Placed, sqlx::Error>>> = batch.iter().map(|_| None).collect();
     let first: Vec<&Placement> = together.iter().map(|&i| &batch[i]).collect();
-    match place_all(&pool, &first).await {
+    match place_all(&pool, commit, &first).await {
         Ok(placed) => {
             for (&i, placed) in together.iter().zip(placed) {
                 answers[i] = Some(Ok(placed));
@@ -91,20 +91,20 @@ pub async fn place_group(pool: PgPool, batch: Vec<Placement>) -> Vec<Result<Plac
         Err(e) if first.len() == 1 => answers[together[0]] = Some(Err(e)),
         Err(e) => {
             tracing::warn!(error = %e, orders = first.len(), "placing a batch of orders failed; placing each alone");
-            let alone = join_all(first.iter().map(|p| place_one(&pool, p))).await;
+            let alone = join_all(first.iter().map(|p| place_one(&pool, commit, p))).await;
             for (&i, answer) in together.iter().zip(alone) {
                 answers[i] = Some(answer);
             }
         }
     }
     for i in after {
-        answers[i] = Some(place_one(&pool, &batch[i]).await);
+        answers[i] = Some(place_one(&pool, commit, &batch[i]).await);
     }
     answers.into_iter().map(|a| a.expect("every order of the batch is answered")).collect()
 }
 
-async fn place_one(pool: &PgPool, placement: &Placement) -> Result<Placed, sqlx::Error> {
-    Ok(place_all(pool, &[placement]).await?[0])
+async fn place_one(pool: &PgPool, commit: Commit, placement: &Placement) -> Result<Placed, sqlx::Error> {
+    Ok(place_all(pool, commit, &[placement]).await?[0])
 }
 
 /// Splits a batch into the orders that can be written together and those
@@ -118,13 +118,12 @@ pub fn split_repeated_keys(batch: &[Placement]) -> (Vec<usize>, Vec<usize>) {
     })
 }
 
-/// Writes each order with its first history row and idempotency record, and
-/// the `order-created` event of each order placed, in one transaction committed
-/// before it returns (an explicit transaction: through a transaction-pooling
-/// proxy a bare statement would commit only when its connection goes back to
-/// the pool, see the `database` crate). Answers each order, in order. No two
-/// orders may share a customer and idempotency key ([`split_repeated_keys`]).
-pub async fn place_all(pool: &PgPool, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
+/// Writes each order with its first history row, idempotency record and
+/// `order-created` event in one statement, committed before it returns: on its
+/// own on a direct pool (one round trip), in BEGIN ... COMMIT through a
+/// transaction pooler ([`Commit`]). Answers each order, in order. No two orders
+/// may share a customer and idempotency key ([`split_repeated_keys`]).
+pub async fn place_all(pool: &PgPool, commit: Commit, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
     let span = tracing::info_span!(
         parent: placements.first().and_then(|p| p.span.id()),
         "db.place_orders",
@@ -134,20 +133,24 @@ pub async fn place_all(pool: &PgPool, placements: &[&Placement]) -> Result<Vec<P
     for placement in placements.iter().skip(1) {
         span.follows_from(&placement.span);
     }
-    write(pool, placements).instrument(span).await
+    write(pool, commit, placements).instrument(span).await
 }
 
-async fn write(pool: &PgPool, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn write(pool: &PgPool, commit: Commit, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
     let orders = || placements.iter().map(|p| &p.order);
     let keys = || placements.iter().map(|p| p.idempotency.as_ref());
-    let created: Vec<Uuid> = sqlx::query_scalar!(
+    let events = outbox::Columns::of(placements.iter().map(|p| &p.event));
+    // The event of an order goes to the outbox only if the order was inserted.
+    let statement = sqlx::query_scalar!(
         r#"
         WITH input AS (
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::int8[], $6::jsonb[],
-                                 $7::timestamptz[], $8::text[], $9::bytea[], $10::jsonb[], $11::timestamptz[])
+                                 $7::timestamptz[], $8::text[], $9::bytea[], $10::jsonb[], $11::timestamptz[],
+                                 $12::uuid[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
+              WITH ORDINALITY
               AS i (id, customer_id, currency, items, total_minor, shipping_address, created_at,
-                    key, request_hash, response_body, expires_at)
+                    key, request_hash, response_body, expires_at,
+                    event_id, destination, group_id, event_type, event_body, traceparent, tracestate, n)
         ), idem AS (
             INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_status, response_body, expires_at)
             SELECT customer_id, key, request_hash, id, 201, response_body, expires_at FROM input WHERE key IS NOT NULL
@@ -165,6 +168,10 @@ async fn write(pool: &PgPool, placements: &[&Placement]) -> Result<Vec<Placed>, 
         ), hist AS (
             INSERT INTO order_status_history (order_id, seq, status, at)
             SELECT id, 1, 'PENDING_SHIPMENT', created_at FROM ins
+        ), events AS (
+            INSERT INTO outbox (event_id, destination, group_id, event_type, body, traceparent, tracestate)
+            SELECT event_id, destination, group_id, event_type, event_body, traceparent, tracestate
+              FROM input WHERE id IN (SELECT id FROM ins) ORDER BY n
         )
         SELECT id AS "id!" FROM ins
         "#,
@@ -179,21 +186,25 @@ async fn write(pool: &PgPool, placements: &[&Placement]) -> Result<Vec<Placed>, 
         keys().map(|k| k.map(|k| k.request_hash.as_slice())).collect::<Vec<_>>() as _,
         placements.iter().map(|p| Json(&p.body)).collect::<Vec<_>>() as _,
         keys().map(|k| k.map(|k| k.expires_at)).collect::<Vec<_>>() as _,
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let placed: Vec<Placed> =
-        orders().map(|o| if created.contains(&o.id) { Placed::Created } else { Placed::KeyTaken }).collect();
-    let events: Vec<OutboxMessage> = placements
-        .iter()
-        .zip(&placed)
-        .filter(|(_, placed)| **placed == Placed::Created)
-        .map(|(p, _)| p.event.clone())
-        .collect();
-    outbox::enqueue_all(&mut tx, &events).await?;
-    tx.commit().await?;
+        &events.event_id,
+        &events.destination,
+        &events.group_id,
+        &events.event_type,
+        &events.body,
+        &events.traceparent as _,
+        &events.tracestate as _,
+    );
+    let created: Vec<Uuid> = match commit {
+        Commit::Statement => statement.fetch_all(pool).await?,
+        Commit::Explicit => {
+            let mut tx = pool.begin().await?;
+            let created = statement.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            created
+        }
+    };
     metrics::INTAKE_TRANSACTIONS.as_counter().increment(1);
-    Ok(placed)
+    Ok(orders().map(|o| if created.contains(&o.id) { Placed::Created } else { Placed::KeyTaken }).collect())
 }
 
 /// The stored response for `key`, if the key is held and not expired.

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use chrono::{SubsecRound, Utc};
+use database::Commit;
 use futures::future::join_all;
 use order_service::{
     domain::validate_new_order,
@@ -68,6 +69,17 @@ fn a_key_repeated_within_a_batch_waits_for_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_places_each_order_once_with_its_history_key_and_event() {
+    places_each_order_once(Commit::Statement).await;
+}
+
+/// Through a transaction pooler the statement runs in BEGIN ... COMMIT; the
+/// same batch gives the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicitly_committed_batch_writes_the_same() {
+    places_each_order_once(Commit::Explicit).await;
+}
+
+async fn places_each_order_once(commit: Commit) {
     let app = spawn_app().await;
     let pool = app.db.pool().await;
     let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
@@ -80,7 +92,7 @@ async fn a_batch_places_each_order_once_with_its_history_key_and_event() {
     let ids: Vec<Uuid> = batch.iter().map(|p| p.order.id).collect();
     let events: Vec<Uuid> = batch.iter().map(|p| p.event.event_id).collect();
 
-    let answers = orders::place_group(pool.clone(), batch).await;
+    let answers = orders::place_group(pool.clone(), commit, batch).await;
     let answers: Vec<Placed> = answers.into_iter().map(Result::unwrap).collect();
     assert_eq!(answers, [Placed::Created, Placed::Created, Placed::Created, Placed::KeyTaken]);
 
@@ -109,7 +121,10 @@ async fn a_bad_order_fails_alone_and_the_rest_of_its_batch_commits() {
     let customer = Uuid::now_v7();
     let first = placement(customer, "FIRST", None);
     let taken_id = first.order.id;
-    assert!(matches!(orders::place_group(pool.clone(), vec![first]).await[..], [Ok(Placed::Created)]));
+    assert!(matches!(
+        orders::place_group(pool.clone(), Commit::Statement, vec![first]).await[..],
+        [Ok(Placed::Created)]
+    ));
 
     // The middle order reuses a placed order's id: the batch's statement fails
     // on it, and each order is then placed alone.
@@ -119,7 +134,7 @@ async fn a_bad_order_fails_alone_and_the_rest_of_its_batch_commits() {
     let good = [batch[0].order.id, batch[2].order.id];
     let good_events = [batch[0].event.event_id, batch[2].event.event_id];
     let clash_event = batch[1].event.event_id;
-    let answers = orders::place_group(pool.clone(), batch).await;
+    let answers = orders::place_group(pool.clone(), Commit::Statement, batch).await;
     assert!(matches!(answers[0], Ok(Placed::Created)), "{:?}", answers[0]);
     assert!(
         matches!(&answers[1], Err(sqlx::Error::Database(e)) if e.is_unique_violation()),
