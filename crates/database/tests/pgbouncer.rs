@@ -10,8 +10,7 @@ use settings::Env;
 use sqlx::PgPool;
 
 fn settings(pooler: &str) -> DatabaseSettings {
-    let url =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = testkit::database_url();
     let mut env = Env::from_pairs([
         ("DATABASE_URL", url.as_str()),
         ("DATABASE_POOLER", pooler),

@@ -10,8 +10,7 @@ use sqlx::{Connection, PgConnection};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
-    let url =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = testkit::database_url();
     let mut env = Env::from_pairs([("DATABASE_URL", url.as_str()), ("DATABASE_MAX_CONNECTIONS", "1")]);
     let s = DatabaseSettings::from_env(&mut env, "postgres", 1);
     env.finish().expect("valid settings");

@@ -8,14 +8,10 @@ pub struct TestDb {
     admin_url: String,
 }
 
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 impl TestDb {
     /// Creates `orderflow_test_<tag>` and applies `migrator` to it.
     pub async fn create(migrator: &sqlx::migrate::Migrator) -> anyhow::Result<Self> {
-        let admin_url = admin_url();
+        let admin_url = crate::database_url();
         let name = format!("orderflow_test_{}", crate::unique_tag());
         let mut admin = PgConnection::connect(&admin_url).await?;
         // A database name cannot be a bind parameter; this one is generated

@@ -21,6 +21,11 @@ pub use proxy::Proxy;
 pub use queues::TestQueues;
 pub use redis_server::RedisServer;
 
+/// The local PostgreSQL's admin URL (database `postgres`) the tests connect to.
+pub fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
 /// The SQS emulator the tests talk to.
 pub fn sqs_endpoint() -> String {
     std::env::var("TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9324".into())

@@ -286,9 +286,7 @@ pub async fn queue_attributes(name: &str) -> Option<BTreeMap<String, String>> {
 
 /// The admin URL of the local PostgreSQL, on `database`.
 pub fn admin_url(database: &str) -> String {
-    let base =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    testkit::db::replace_database(&base, database)
+    testkit::db::replace_database(&testkit::database_url(), database)
 }
 
 pub async fn admin(database: &str) -> PgConnection {
