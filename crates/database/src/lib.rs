@@ -3,6 +3,11 @@
 //! its database is briefly away, and `/readyz` says so), and a bounded ping.
 //! Each service owns its migrations and queries.
 //!
+//! The paths that run per request or per message borrow from a [`HotPool`]
+//! instead of sqlx's pool (which spends a round trip on every connection it
+//! takes back); `DATABASE_MAX_CONNECTIONS` is shared out between the two
+//! ([`DatabaseSettings::split`]).
+//!
 //! The pool may go through a transaction-pooling proxy (PgBouncer with
 //! `pool_mode = transaction`, `DATABASE_POOLER`). Such a proxy lends a server
 //! connection for one transaction only, so two things change for the pool:
@@ -21,7 +26,10 @@
 use std::{str::FromStr, time::Duration};
 
 pub mod group;
+mod hot;
 pub mod metrics;
+
+pub use hot::HotPool;
 
 use settings::{Env, ExposeSecret, SecretString};
 use sqlx::{
@@ -57,7 +65,8 @@ pub struct DatabaseSettings {
     /// Prepared statements cached per pooled connection (`DATABASE_STATEMENT_CACHE`;
     /// 0 turns the cache off, and it is always off through a pooler).
     pub statement_cache: usize,
-    /// Pool size (`DATABASE_MAX_CONNECTIONS`).
+    /// Connections to PostgreSQL at most, both pools together
+    /// (`DATABASE_MAX_CONNECTIONS`; see [`Self::split`]).
     pub max_connections: u32,
     /// Apply migrations at start-up (`DATABASE_MIGRATE`).
     pub migrate_on_start: bool,
@@ -96,8 +105,8 @@ impl DatabaseSettings {
             None => env.get("DATABASE_STATEMENT_CACHE", DEFAULT_STATEMENT_CACHE),
         };
         let max_connections = env.get("DATABASE_MAX_CONNECTIONS", default_pool);
-        if max_connections == 0 {
-            env.invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1");
+        if max_connections < 2 {
+            env.invalid("DATABASE_MAX_CONNECTIONS", "must be at least 2 (the hot paths' pool and the shared one)");
         }
         Self {
             url,
@@ -123,19 +132,41 @@ impl DatabaseSettings {
         self.pooler.is_some()
     }
 
-    /// How a statement run on [`Self::pool`] becomes durable.
-    pub fn commit(&self) -> Commit {
-        if self.through_pooler() { Commit::Explicit } else { Commit::Statement }
+    /// How `DATABASE_MAX_CONNECTIONS` is shared out: `(shared, hot)`, the
+    /// connections of [`Self::pool`] and of [`Self::hot_pool`]. Connected
+    /// directly, the hot paths get all but a quarter of them (the shared pool
+    /// keeps two to four, for the live streams' LISTEN and the background
+    /// work); through a pooler the hot paths borrow from the shared pool,
+    /// which has them all.
+    pub fn split(&self) -> (u32, u32) {
+        let max = self.max_connections.max(2);
+        if self.through_pooler() {
+            return (max, 0);
+        }
+        let shared = (max / 4).clamp(2, 4).min(max - 1);
+        (shared, max - shared)
     }
 
-    /// The pool every query uses; it connects on first use. Through a pooler,
-    /// each checkout is one transaction and no statement is cached.
+    /// The pool for the per-request and per-message paths (see [`HotPool`]):
+    /// connected directly, its own connections (lazily opened); through a
+    /// pooler, `shared`'s.
+    pub fn hot_pool(&self, shared: &PgPool) -> Result<HotPool, sqlx::Error> {
+        if self.through_pooler() {
+            return Ok(HotPool::shared(shared.clone()));
+        }
+        let connect = connect_options(self.url.expose_secret())?.statement_cache_capacity(self.statement_cache);
+        Ok(HotPool::new(connect, self.split().1 as usize, self.acquire_timeout))
+    }
+
+    /// The pool of everything else (and of everything through a pooler); it
+    /// connects on first use. Through a pooler, each checkout is one
+    /// transaction and no statement is cached.
     pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
         // sqlx pings every connection as it comes back to the pool; its ping
         // before lending one out too would cost a round trip per query, so it is
         // off, and `before_acquire` checks the connection instead.
         let options = PgPoolOptions::new()
-            .max_connections(self.max_connections)
+            .max_connections(self.split().0)
             .acquire_timeout(self.acquire_timeout)
             .test_before_acquire(false);
         let Some(pooler) = &self.pooler else {
@@ -187,8 +218,8 @@ impl DatabaseSettings {
     }
 }
 
-/// How a single statement run on a pool becomes durable before its caller
-/// answers anyone.
+/// How a single statement becomes durable before its caller answers anyone
+/// ([`HotPool::commit`], [`HotPool::run_committed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
     /// A direct connection: a statement on its own is its own transaction,
@@ -268,13 +299,14 @@ pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// Sets the `db_pool_connections{state}` gauges from `pool`.
-pub fn record_pool_gauges(pool: &PgPool) {
-    let (size, idle) = (pool.size(), pool.num_idle() as u32);
+/// Sets the `db_pool_connections{state}` gauges from both pools together.
+pub fn record_pool_gauges(pool: &PgPool, hot: &HotPool) {
+    let (hot_size, hot_idle, hot_max) = hot.status();
+    let (size, idle) = (pool.size() + hot_size, pool.num_idle() as u32 + hot_idle);
     let gauge = |state| metrics::POOL_CONNECTIONS.gauge_with(&[state]);
     gauge("idle").set(f64::from(idle));
     gauge("in_use").set(f64::from(size.saturating_sub(idle)));
-    gauge("max").set(f64::from(pool.options().get_max_connections()));
+    gauge("max").set(f64::from(pool.options().get_max_connections() + hot_max));
 }
 
 /// The schema of each database, embedded from the top-level `migrations/<database>/`
@@ -335,6 +367,23 @@ mod tests {
         assert!(!err.contains("hunter2"));
         let err = read(&[("DATABASE_POOLER", "pgbouncer"), ("DATABASE_STATEMENT_CACHE", "100")]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_STATEMENT_CACHE"), "{err}");
+    }
+
+    #[test]
+    fn the_hot_paths_get_most_connections_and_the_shared_pool_two_to_four() {
+        let split = |max: &str, pooler: Option<&str>| {
+            let mut pairs = vec![("DATABASE_MAX_CONNECTIONS", max)];
+            pairs.extend(pooler.map(|p| ("DATABASE_POOLER", p)));
+            read(&pairs).unwrap().split()
+        };
+        assert_eq!(split("16", None), (4, 12));
+        assert_eq!(split("8", None), (2, 6));
+        assert_eq!(split("40", None), (4, 36));
+        assert_eq!(split("3", None), (2, 1));
+        assert_eq!(split("2", None), (1, 1));
+        // Through a pooler the hot paths borrow from the one pool.
+        assert_eq!(split("16", Some("pgbouncer")), (16, 0));
+        assert!(read(&[("DATABASE_MAX_CONNECTIONS", "1")]).unwrap_err().to_string().contains("at least 2"));
     }
 
     #[test]

@@ -11,10 +11,11 @@ use sqlx::{Connection, PgConnection};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_server_dropped_while_idle_is_replaced_before_use() {
     let url = testkit::database_url();
-    let mut env = Env::from_pairs([("DATABASE_URL", url.as_str()), ("DATABASE_MAX_CONNECTIONS", "1")]);
-    let s = DatabaseSettings::from_env(&mut env, "postgres", 1);
+    let mut env = Env::from_pairs([("DATABASE_URL", url.as_str()), ("DATABASE_MAX_CONNECTIONS", "2")]);
+    let s = DatabaseSettings::from_env(&mut env, "postgres", 2);
     env.finish().expect("valid settings");
     let pool = s.pool().unwrap();
+    assert_eq!(pool.options().get_max_connections(), 1, "one shared connection, the other is the hot pool's");
     let backend = || sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&pool);
     let first = backend().await.unwrap();
     assert_eq!(backend().await.unwrap(), first, "one connection, reused");

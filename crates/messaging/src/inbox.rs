@@ -1,31 +1,16 @@
 //! The inbox: the consumer's half of exactly-once handling. A handler records
-//! each event id in `processed_messages` inside the transaction that applies
-//! the event; a redelivered or re-sent event finds its id there, changes
-//! nothing, and is answered with [`crate::Disposition::Duplicate`].
+//! each event id in `processed_messages` in the statement that applies the
+//! event (`INSERT INTO processed_messages (event_id) SELECT unnest($1::uuid[])
+//! ON CONFLICT DO NOTHING RETURNING event_id`, a CTE whose output picks the
+//! events to apply, so recording and applying a batch is one round trip; a
+//! service's checked query cannot borrow SQL from this crate, so each writes
+//! that CTE itself); a redelivered or re-sent event finds its id there,
+//! changes nothing, and is answered with [`crate::Disposition::Duplicate`].
 //!
 //! Each service's migrations create the table (the same definition in each
-//! database; a test holds them equal). This module owns the queries on it.
+//! database; a test holds them equal). This module owns its upkeep.
 
-use std::collections::HashSet;
-
-use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
-
-/// Records each of `event_ids`; returns those not processed before (the
-/// others are skipped). One statement for a whole batch.
-pub async fn record_new(conn: &mut PgConnection, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
-    if event_ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let fresh = sqlx::query_scalar!(
-        r#"INSERT INTO processed_messages (event_id) SELECT unnest($1::uuid[])
-           ON CONFLICT DO NOTHING RETURNING event_id AS "event_id!""#,
-        event_ids
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(fresh.into_iter().collect())
-}
+use sqlx::PgPool;
 
 /// Deletes up to `batch` inbox rows older than `older_than`; returns how many.
 /// Past SQS's longest retention (14 days) a message cannot come back, so its

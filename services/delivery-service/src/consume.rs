@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use database::HotPool;
 use envelope::Event;
 use messaging::{ApplyBatch, Disposition, Received};
-use sqlx::PgPool;
 
 use crate::{
     scheduler::DueWaker,
@@ -17,7 +17,7 @@ use crate::{
 
 /// Turns `order-created` events into shipments.
 pub struct OrderCreatedHandler {
-    pub pool: PgPool,
+    pub db: HotPool,
     /// Delay before the shipment ships.
     pub ship_after: Duration,
     /// Random extra delay, up to this.
@@ -54,7 +54,7 @@ impl ApplyBatch for OrderCreatedHandler {
             })
             .collect();
         if !new.is_empty() {
-            let applied = storage::create_shipments(&self.pool, &new).await?;
+            let applied = storage::create_shipments(&self.db, &new).await?;
             for ((i, event), (applied, shipment)) in events.iter().zip(applied.into_iter().zip(&new)) {
                 answers[*i] = Some(match applied {
                     Applied::Created(shipment_id) => {

@@ -49,6 +49,7 @@ pub fn declare() {
 /// depths (with their dead-letter queues).
 pub struct Gauges {
     pub pool: PgPool,
+    pub hot: database::HotPool,
     pub publisher: Publisher,
     pub queues: Vec<String>,
 }
@@ -61,7 +62,7 @@ const SQS_TIMEOUT: Duration = Duration::from_secs(2);
 impl Gauges {
     /// Refreshes every gauge once.
     pub async fn refresh_once(&self) -> Result<(), sqlx::Error> {
-        database::record_pool_gauges(&self.pool);
+        database::record_pool_gauges(&self.pool, &self.hot);
         outbox::record_backlog(&self.pool).await;
         self.publisher.record_queue_depths(&self.queues, SQS_TIMEOUT).await;
         let counts = sqlx::query!(r#"SELECT status, count(*) AS "count!" FROM shipments GROUP BY status"#)

@@ -16,8 +16,8 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use database::HotPool;
 use shutdown::CancellationToken;
-use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::storage::{self, StepPlan};
@@ -59,7 +59,7 @@ pub fn pause_after(
 }
 
 pub struct Scheduler {
-    pool: PgPool,
+    db: HotPool,
     plan: StepPlan,
     batch: u32,
     interval: Duration,
@@ -69,8 +69,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(pool: PgPool, plan: StepPlan, batch: u32, interval: Duration, relay: outbox::Waker) -> Self {
-        Self { pool, plan, batch, interval, relay, due: DueWaker::default() }
+    pub fn new(db: HotPool, plan: StepPlan, batch: u32, interval: Duration, relay: outbox::Waker) -> Self {
+        Self { db, plan, batch, interval, relay, due: DueWaker::default() }
     }
 
     /// For whoever sets timers in this process (the order-created handler).
@@ -80,7 +80,7 @@ impl Scheduler {
 
     /// Advances what is due now; returns how many shipments moved.
     pub async fn try_advance_once(&self) -> Result<usize, sqlx::Error> {
-        let moved = storage::advance_due(&self.pool, self.batch, &self.plan).await?;
+        let moved = storage::advance_due(&self.db, self.batch, &self.plan).await?;
         if moved > 0 {
             self.relay.wake();
         }
@@ -96,7 +96,7 @@ impl Scheduler {
                 Ok(moved) if moved >= self.batch as usize => Duration::ZERO,
                 Ok(moved) => {
                     // Unknown (the query failed): fall back to the interval.
-                    let next_due = storage::next_due(&self.pool).await.unwrap_or(Some(Utc::now() + self.interval));
+                    let next_due = storage::next_due(&self.db).await.unwrap_or(Some(Utc::now() + self.interval));
                     pause_after(moved, self.batch, next_due, Utc::now(), self.interval)
                 }
                 Err(e) => {

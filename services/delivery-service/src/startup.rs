@@ -45,6 +45,8 @@ impl Application {
             let direct = settings.database.session_pool(&pool).context("DATABASE_URL: invalid connection string")?;
             MIGRATOR.run(&direct).await.context("failed to apply database migrations")?;
         }
+        // Events in, steps on: the per-message paths.
+        let hot = settings.database.hot_pool(&pool).context("DATABASE_URL: invalid connection string")?;
         let sqs = messaging::connect(&settings.sqs).await;
         if settings.sqs_create_queues {
             messaging::ensure_fifo_queues(
@@ -57,7 +59,7 @@ impl Application {
         let publisher = Publisher::new(sqs.clone());
         let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
         let scheduler = Arc::new(Scheduler::new(
-            pool.clone(),
+            hot.clone(),
             StepPlan {
                 deliver_after: settings.deliver_after,
                 jitter: settings.step_jitter,
@@ -72,7 +74,7 @@ impl Application {
             sqs,
             settings.consumer.clone(),
             OrderCreatedHandler {
-                pool: pool.clone(),
+                db: hot.clone(),
                 ship_after: settings.ship_after,
                 jitter: settings.step_jitter,
                 due: scheduler.due_waker(),
@@ -97,7 +99,7 @@ impl Application {
             scheduler,
             relay,
             janitor: Arc::new(Janitor { pool: pool.clone(), inbox_retention: settings.inbox_retention }),
-            gauges: Arc::new(Gauges { pool, publisher, queues }),
+            gauges: Arc::new(Gauges { pool, hot, publisher, queues }),
             settings,
             accepting,
         })

@@ -80,9 +80,9 @@ pub struct ApiSettings {
     /// Window in which an identical order without a key is taken for a double
     /// submit and answered with the first order (`DUPLICATE_WINDOW`; 0 disables).
     pub duplicate_window: Duration,
-    /// Transactions placing orders at once (`INTAKE_WRITERS`; by default half
-    /// the pool, at most 8): concurrent `POST /orders` requests share them
-    /// (group commit), so a few suffice.
+    /// Transactions placing orders at once (`INTAKE_WRITERS`; by default two
+    /// thirds of the hot connections, at most 8): concurrent `POST /orders`
+    /// requests share them (group commit), so a few suffice.
     pub intake_writers: usize,
     /// Most orders placed by one transaction (`INTAKE_MAX_BATCH`).
     pub intake_max_batch: usize,
@@ -160,7 +160,7 @@ impl Settings {
             api: None,
         };
         if role == Role::Api {
-            settings.api = Some(ApiSettings::from_env(&mut env, settings.database.max_connections));
+            settings.api = Some(ApiSettings::from_env(&mut env, hot_connections(&settings.database)));
         }
         if settings.serve.idle_timeout <= settings.request_timeout {
             env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than HTTP_REQUEST_TIMEOUT");
@@ -169,10 +169,14 @@ impl Settings {
             if settings.serve.idle_timeout <= api.sse_keepalive {
                 env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than SSE_KEEPALIVE, or idle live streams are cut");
             }
-            if api.intake_writers as u32 >= settings.database.max_connections {
+            let hot = hot_connections(&settings.database);
+            if api.intake_writers > hot {
                 env.invalid(
                     "INTAKE_WRITERS",
-                    "must be fewer than DATABASE_MAX_CONNECTIONS, or placing orders takes every connection",
+                    format!(
+                        "must be at most {hot}, the connections of the per-request paths \
+                         (DATABASE_MAX_CONNECTIONS less the shared pool's)"
+                    ),
                 );
             }
             if settings.serve.max_connections <= api.sse_max_streams {
@@ -187,9 +191,19 @@ impl Settings {
     }
 }
 
+/// The connections reads, intake and status events share (see
+/// [`DatabaseSettings::split`]): the hot pool's, or through a pooler the one pool's.
+fn hot_connections(database: &DatabaseSettings) -> usize {
+    match database.split() {
+        (shared, 0) => shared as usize,
+        (_, hot) => hot as usize,
+    }
+}
+
 impl ApiSettings {
-    /// `pool`: the pool's size, half of which (up to 8) places orders by default.
-    fn from_env(env: &mut Env, pool: u32) -> Self {
+    /// `hot`: the per-request paths' connections, two thirds of which (up to 8)
+    /// place orders by default.
+    fn from_env(env: &mut Env, hot: usize) -> Self {
         let api = ApiSettings {
             jwt: JwtSettings::from_env(env),
             redis_url: env.secret("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
@@ -197,7 +211,7 @@ impl ApiSettings {
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", "orderflow:".to_owned()),
             idempotency_ttl: env.duration("IDEMPOTENCY_TTL", Duration::from_secs(24 * 3600)),
             duplicate_window: env.duration("DUPLICATE_WINDOW", Duration::from_secs(10)),
-            intake_writers: env.get("INTAKE_WRITERS", (pool as usize / 2).clamp(1, 8)),
+            intake_writers: env.get("INTAKE_WRITERS", (hot * 2 / 3).clamp(1, 8)),
             intake_max_batch: env.get("INTAKE_MAX_BATCH", 64),
             sse_max_streams: env.get("SSE_MAX_STREAMS", 1000),
             sse_max_streams_per_customer: env.get("SSE_MAX_STREAMS_PER_CUSTOMER", 20),
@@ -360,7 +374,7 @@ mod tests {
             Role::Api,
         )
         .unwrap();
-        assert_eq!(small_pool.api.unwrap().intake_writers, 3, "half the pool by default");
+        assert_eq!(small_pool.api.unwrap().intake_writers, 2, "two thirds of the 4 hot connections by default");
         let err = Settings::from_env(
             Env::from_pairs([
                 ("JWT_PRIVATE_KEY", "pem"),
@@ -372,7 +386,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("INTAKE_WRITERS: must be fewer than DATABASE_MAX_CONNECTIONS"), "{err}");
+        assert!(err.contains("INTAKE_WRITERS: must be at most 2"), "{err}");
         assert!(err.contains("INTAKE_MAX_BATCH"), "{err}");
     }
 }

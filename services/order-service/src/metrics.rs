@@ -77,6 +77,7 @@ pub fn declare() {
 /// depths (with their dead-letter queues), Redis health.
 pub struct Gauges {
     pub pool: PgPool,
+    pub hot: database::HotPool,
     pub publisher: Publisher,
     pub queues: Vec<String>,
     /// Redis, when this process uses it.
@@ -91,7 +92,7 @@ const SQS_TIMEOUT: Duration = Duration::from_secs(2);
 impl Gauges {
     /// Refreshes every gauge once.
     pub async fn refresh_once(&self) -> Result<(), sqlx::Error> {
-        database::record_pool_gauges(&self.pool);
+        database::record_pool_gauges(&self.pool, &self.hot);
         if let Some(redis) = &self.redis {
             REDIS_UP.as_gauge().set(if redis.healthy() { 1.0 } else { 0.0 });
         }

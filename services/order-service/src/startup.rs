@@ -62,6 +62,8 @@ impl Application {
         // LISTEN and the migrator's advisory lock need a session: never through
         // a transaction-pooling proxy (`DATABASE_POOLER`).
         let direct = settings.database.session_pool(&pool).context("DATABASE_URL: invalid connection string")?;
+        // Reads, intake and status events: the per-request and per-message paths.
+        let hot = settings.database.hot_pool(&pool).context("DATABASE_URL: invalid connection string")?;
         if settings.database.migrate_on_start {
             MIGRATOR.run(&direct).await.context("failed to apply database migrations")?;
         }
@@ -70,11 +72,8 @@ impl Application {
             let queues = [settings.orders_queue.as_str(), settings.status_consumer.queue.as_str()];
             messaging::ensure_fifo_queues(&sqs, &queues, settings.sqs_max_receive_count).await;
         }
-        let status_consumer = Arc::new(Consumer::new(
-            sqs.clone(),
-            settings.status_consumer.clone(),
-            StatusHandler { pool: pool.clone() },
-        ));
+        let status_consumer =
+            Arc::new(Consumer::new(sqs.clone(), settings.status_consumer.clone(), StatusHandler { db: hot.clone() }));
         let publisher = Publisher::new(sqs);
         let queues = vec![settings.orders_queue.clone(), settings.status_consumer.queue.clone()];
         let accepting = Accepting::default();
@@ -99,6 +98,7 @@ impl Application {
                 let live = LiveHub::new(api_settings.sse_max_streams, api_settings.sse_max_streams_per_customer);
                 let state = AppState {
                     db: pool.clone(),
+                    hot: hot.clone(),
                     auth: Arc::new(Auth {
                         keys: KeySet::from_pem_bundle(
                             api_settings.jwt.keys_pem.expose_secret(),
@@ -119,8 +119,7 @@ impl Application {
                         idempotency_ttl: api_settings.idempotency_ttl,
                         duplicate_window: api_settings.duplicate_window,
                         writer: orders::intake_writer(
-                            pool.clone(),
-                            settings.database.commit(),
+                            hot.clone(),
                             api_settings.intake_writers,
                             api_settings.intake_max_batch,
                         ),
@@ -154,7 +153,7 @@ impl Application {
             router,
             status_consumer,
             janitor: Arc::new(Janitor { pool: pool.clone(), inbox_retention: settings.inbox_retention }),
-            gauges: Arc::new(Gauges { pool, publisher, queues, redis: ops.redis }),
+            gauges: Arc::new(Gauges { pool, hot, publisher, queues, redis: ops.redis }),
             api,
             status_consumer_enabled: settings.status_consumer_enabled,
             accepting,

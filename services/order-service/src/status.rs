@@ -2,7 +2,8 @@
 //! `delivery-status-queue.fifo`) to orders, with the shared consumer loop.
 //!
 //! The events of a received batch (distinct orders) are applied in one
-//! transaction with their inbox records: each order moves one step forward,
+//! transaction with their inbox records (four round trips: BEGIN, the lock,
+//! one statement for the inbox and the moves, COMMIT): each order moves one step forward,
 //! gains a history row stamped with the event's time, and a
 //! `pg_notify('order_events', '<order_id> <traceparent>')` wakes every
 //! replica's live streams at commit (the trace context lets their push spans
@@ -14,9 +15,10 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use database::HotPool;
 use envelope::Event;
 use messaging::{ApplyBatch, Disposition, Received};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::{domain::OrderStatus, metrics};
@@ -41,7 +43,7 @@ pub fn parse_notify_payload(payload: &str) -> Option<(Uuid, Option<String>)> {
 }
 
 pub struct StatusHandler {
-    pub pool: PgPool,
+    pub db: HotPool,
 }
 
 /// What applying one event did.
@@ -88,7 +90,7 @@ impl ApplyBatch for StatusHandler {
             }
         }
         if !changes.is_empty() {
-            let applied = apply(&self.pool, &changes).await?;
+            let applied = apply(&self.db, &changes).await?;
             for ((i, change), applied) in at.into_iter().zip(&changes).zip(applied) {
                 answers[i] = Some(answer(change, applied));
             }
@@ -159,86 +161,72 @@ fn decide(from: Option<OrderStatus>, to: OrderStatus) -> Applied {
 }
 
 /// Applies status changes of distinct orders in one transaction: the orders
-/// are locked, each change decided ([`decide`]), the inbox records the events
-/// of the moves and of the stale ones, and each move (whose event was not seen
-/// before) updates its order, appends its history row and notifies the live
-/// streams at commit. Unknown orders and impossible transitions record
-/// nothing. Changes for the same order twice are applied one by one.
+/// are locked and each change decided ([`decide`]); then one statement records
+/// the events of the moves and of the stale ones in the inbox and, for each
+/// move whose event was not seen before, updates its order, appends its
+/// history row and notifies the live streams at commit. Unknown orders and
+/// impossible transitions record nothing. Changes for the same order twice
+/// are applied one by one.
 #[tracing::instrument(name = "db.apply_status", skip_all, fields(db.system = "postgresql", changes = changes.len()))]
-async fn apply(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::Error> {
+async fn apply(db: &HotPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::Error> {
     let ids: Vec<Uuid> = changes.iter().map(|c| c.order_id).collect();
     if ids.iter().collect::<HashSet<_>>().len() < ids.len() {
         let mut applied = Vec::with_capacity(changes.len());
         for change in changes {
-            applied.extend(Box::pin(apply(pool, std::slice::from_ref(change))).await?);
+            applied.extend(Box::pin(apply(db, std::slice::from_ref(change))).await?);
         }
         return Ok(applied);
     }
-    let mut tx = pool.begin().await?;
-    // In id order, so two transactions never wait on each other's locks.
-    let current: HashMap<Uuid, (String, DateTime<Utc>)> =
-        sqlx::query!("SELECT id, status, created_at FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE", &ids)
+    let (applied, current) = db
+        .run(async |conn| {
+            let mut tx = conn.begin().await?;
+            // In id order, so two transactions never wait on each other's locks.
+            let current: HashMap<Uuid, (String, DateTime<Utc>)> = sqlx::query!(
+                "SELECT id, status, created_at FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &ids
+            )
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
             .map(|row| (row.id, (row.status, row.created_at)))
             .collect();
-    let mut applied: Vec<Applied> = changes
-        .iter()
-        .map(|c| {
-            let from =
-                current.get(&c.order_id).map(|(s, _)| OrderStatus::parse(s).unwrap_or(OrderStatus::PendingShipment));
-            decide(from, c.to)
+            let mut applied: Vec<Applied> = changes
+                .iter()
+                .map(|c| {
+                    let from = current
+                        .get(&c.order_id)
+                        .map(|(s, _)| OrderStatus::parse(s).unwrap_or(OrderStatus::PendingShipment));
+                    decide(from, c.to)
+                })
+                .collect();
+            let record: Vec<Uuid> = changes
+                .iter()
+                .zip(&applied)
+                .filter(|(_, a)| matches!(a, Applied::Moved(_) | Applied::Unchanged))
+                .map(|(c, _)| c.event_id)
+                .collect();
+            if !record.is_empty() {
+                let moves: Vec<&Change> = changes
+                    .iter()
+                    .zip(&applied)
+                    .filter(|(_, a)| matches!(a, Applied::Moved(_)))
+                    .map(|(c, _)| c)
+                    .collect();
+                let fresh: HashSet<Uuid> = record_and_move(&mut tx, &record, &moves).await?;
+                for (c, a) in changes.iter().zip(applied.iter_mut()) {
+                    if matches!(a, Applied::Moved(_)) && !fresh.contains(&c.event_id) {
+                        *a = Applied::Unchanged; // seen before
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok((applied, current))
         })
-        .collect();
-    let record: Vec<Uuid> = changes
-        .iter()
-        .zip(&applied)
-        .filter(|(_, a)| matches!(a, Applied::Moved(_) | Applied::Unchanged))
-        .map(|(c, _)| c.event_id)
-        .collect();
-    let fresh: HashSet<Uuid> = messaging::inbox::record_new(&mut tx, &record).await?;
-    for (c, a) in changes.iter().zip(applied.iter_mut()) {
-        if matches!(a, Applied::Moved(_)) && !fresh.contains(&c.event_id) {
-            *a = Applied::Unchanged; // seen before
-        }
-    }
-    let moves: Vec<&Change> =
-        changes.iter().zip(&applied).filter(|(_, a)| matches!(a, Applied::Moved(_))).map(|(c, _)| c).collect();
-    if !moves.is_empty() {
-        // One statement: each move updates its order and appends its history
-        // row, and the notification of each order moved is delivered at commit,
-        // carrying its message's trace context so the streams' push spans
-        // continue the order's trace.
-        sqlx::query!(
-            "WITH input AS (
-               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-                 AS i (order_id, status, carrier, tracking_number, at, payload)
-             ), moved AS (
-               UPDATE orders o SET status = i.status, carrier = COALESCE(i.carrier, o.carrier),
-                      tracking_number = COALESCE(i.tracking_number, o.tracking_number), updated_at = i.at
-                 FROM input i WHERE o.id = i.order_id AND o.id = ANY($1) -- ANY: an index scan, not a join over every order
-               RETURNING i.payload
-             ), history AS (
-               INSERT INTO order_status_history (order_id, seq, status, at)
-               SELECT i.order_id, COALESCE((SELECT max(seq) FROM order_status_history h WHERE h.order_id = i.order_id), 0) + 1,
-                      i.status, i.at
-                 FROM input i
-             )
-             SELECT pg_notify($7, payload) FROM moved",
-            &moves.iter().map(|c| c.order_id).collect::<Vec<_>>(),
-            &moves.iter().map(|c| c.to.as_str().to_owned()).collect::<Vec<_>>(),
-            moves.iter().map(|c| c.carrier.clone()).collect::<Vec<_>>() as _,
-            moves.iter().map(|c| c.tracking_number.clone()).collect::<Vec<_>>() as _,
-            &moves.iter().map(|c| c.at).collect::<Vec<_>>(),
-            &moves.iter().map(|c| notify_payload(c.order_id, c.traceparent.as_deref())).collect::<Vec<_>>(),
-            NOTIFY_CHANNEL,
-        )
-        .execute(&mut *tx)
         .await?;
-    }
-    tx.commit().await?;
-    for change in moves {
+    for (change, applied) in changes.iter().zip(&applied) {
+        if !matches!(applied, Applied::Moved(_)) {
+            continue;
+        }
         metrics::STATUS_CHANGES.counter_with(&[change.to.as_str()]).increment(1);
         if let (OrderStatus::Delivered, Some((_, created_at))) = (change.to, current.get(&change.order_id)) {
             let took = (change.at - *created_at).to_std().unwrap_or_default();
@@ -246,6 +234,51 @@ async fn apply(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::
         }
     }
     Ok(applied)
+}
+
+/// One statement: records `record` in the inbox (see [`messaging::inbox`]) and
+/// applies each of `moves` whose event was not recorded before: the order is
+/// updated, its history row appended, and the live streams notified at commit
+/// with the message's trace context (so their push spans continue the order's
+/// trace). Returns the events recorded now.
+async fn record_and_move(
+    conn: &mut PgConnection,
+    record: &[Uuid],
+    moves: &[&Change],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let fresh = sqlx::query_scalar!(
+        r#"WITH fresh AS (
+             INSERT INTO processed_messages (event_id) SELECT unnest($1::uuid[])
+             ON CONFLICT DO NOTHING RETURNING event_id
+           ), todo AS (
+             SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
+               AS i (event_id, order_id, status, carrier, tracking_number, at, payload)
+              WHERE i.event_id IN (SELECT event_id FROM fresh)
+           ), moved AS (
+             UPDATE orders o SET status = i.status, carrier = COALESCE(i.carrier, o.carrier),
+                    tracking_number = COALESCE(i.tracking_number, o.tracking_number), updated_at = i.at
+               FROM todo i WHERE o.id = i.order_id AND o.id = ANY($3) -- ANY: an index scan, not a join over every order
+             RETURNING pg_notify($9, i.payload)
+           ), history AS (
+             INSERT INTO order_status_history (order_id, seq, status, at)
+             SELECT i.order_id, COALESCE((SELECT max(seq) FROM order_status_history h WHERE h.order_id = i.order_id), 0) + 1,
+                    i.status, i.at
+               FROM todo i
+           )
+           SELECT event_id AS "event_id!" FROM fresh"#,
+        record,
+        &moves.iter().map(|c| c.event_id).collect::<Vec<_>>(),
+        &moves.iter().map(|c| c.order_id).collect::<Vec<_>>(),
+        &moves.iter().map(|c| c.to.as_str().to_owned()).collect::<Vec<_>>(),
+        moves.iter().map(|c| c.carrier.clone()).collect::<Vec<_>>() as _,
+        moves.iter().map(|c| c.tracking_number.clone()).collect::<Vec<_>>() as _,
+        &moves.iter().map(|c| c.at).collect::<Vec<_>>(),
+        &moves.iter().map(|c| notify_payload(c.order_id, c.traceparent.as_deref())).collect::<Vec<_>>(),
+        NOTIFY_CHANNEL,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(fresh.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use database::HotPool;
 use envelope::{Envelope, OrderCreated, OrderDelivered, OrderShipped};
 use outbox::OutboxMessage;
 use serde::Serialize;
-use sqlx::{PgPool, types::Json};
+use sqlx::{Connection, PgPool, types::Json};
 use uuid::Uuid;
 
 use crate::{
@@ -36,48 +37,47 @@ pub struct NewShipment<'a> {
 }
 
 /// Records each event in the inbox and creates its order's shipment in
-/// `PROCESSING`, due to ship at `ship_at`, with its first history row: two
-/// statements (the inbox, then the shipments) in one transaction, committed
-/// before it returns (also through a transaction-pooling proxy), so one commit
-/// for the whole batch. An event seen before, or one
-/// for an order that already has a shipment, is a [`Applied::Duplicate`] (its
-/// inbox record is kept). Answers each input, in order.
+/// `PROCESSING`, due to ship at `ship_at`, with its first history row: one
+/// statement for the whole batch, committed before it returns
+/// ([`HotPool::run_committed`]). An event seen before, or one for an order
+/// that already has a shipment, is a [`Applied::Duplicate`] (its inbox record
+/// is kept). Answers each input, in order.
 #[tracing::instrument(name = "db.create_shipments", skip_all, fields(db.system = "postgresql", shipments = new.len()))]
-pub async fn create_shipments(pool: &PgPool, new: &[NewShipment<'_>]) -> Result<Vec<Applied>, sqlx::Error> {
+pub async fn create_shipments(db: &HotPool, new: &[NewShipment<'_>]) -> Result<Vec<Applied>, sqlx::Error> {
     let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
-    let mut tx = pool.begin().await?;
-    let event_ids: Vec<Uuid> = new.iter().map(|n| n.event.event_id).collect();
-    let fresh = messaging::inbox::record_new(&mut tx, &event_ids).await?;
-    let todo: Vec<(&Uuid, &NewShipment<'_>)> =
-        ids.iter().zip(new).filter(|(_, n)| fresh.contains(&n.event.event_id)).collect();
-    let column = |f: fn(&NewShipment<'_>) -> Uuid| todo.iter().map(|(_, n)| f(n)).collect::<Vec<Uuid>>();
-    let created: Vec<Uuid> = sqlx::query_scalar!(
-        r#"WITH input AS (
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::timestamptz[], $6::text[], $7::text[])
-               AS i (id, order_id, customer_id, shipping_address, next_step_at, traceparent, tracestate)
+    let column = |f: fn(&NewShipment<'_>) -> Uuid| new.iter().map(f).collect::<Vec<Uuid>>();
+    // The inbox records every event; only the fresh ones create a shipment.
+    let statement = sqlx::query_scalar!(
+        r#"WITH fresh AS (
+             INSERT INTO processed_messages (event_id) SELECT unnest($1::uuid[])
+             ON CONFLICT DO NOTHING RETURNING event_id
+           ), input AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::jsonb[], $6::timestamptz[],
+                                  $7::text[], $8::text[])
+               AS i (event_id, id, order_id, customer_id, shipping_address, next_step_at, traceparent, tracestate)
+              WHERE i.event_id IN (SELECT event_id FROM fresh)
            ), created AS (
              INSERT INTO shipments (id, order_id, customer_id, status, shipping_address, created_at, updated_at,
                                     next_step_at, traceparent, tracestate)
-             SELECT i.id, i.order_id, i.customer_id, 'PROCESSING', i.shipping_address, $8, $8, i.next_step_at,
+             SELECT i.id, i.order_id, i.customer_id, 'PROCESSING', i.shipping_address, $9, $9, i.next_step_at,
                     i.traceparent, i.tracestate
                FROM input i
              ON CONFLICT (order_id) DO NOTHING RETURNING id
            ), history AS (
-             INSERT INTO shipment_status_history (shipment_id, seq, status, at) SELECT id, 1, 'PROCESSING', $8 FROM created
+             INSERT INTO shipment_status_history (shipment_id, seq, status, at) SELECT id, 1, 'PROCESSING', $9 FROM created
            )
            SELECT id AS "id!" FROM created"#,
-        &todo.iter().map(|(id, _)| **id).collect::<Vec<_>>(),
+        &column(|n| n.event.event_id),
+        &ids,
         &column(|n| n.event.order_id),
         &column(|n| n.event.payload.customer_id),
-        todo.iter().map(|(_, n)| Json(&n.event.payload.shipping_address)).collect::<Vec<_>>() as _,
-        &todo.iter().map(|(_, n)| n.ship_at).collect::<Vec<_>>(),
-        todo.iter().map(|(_, n)| n.trace.traceparent.clone()).collect::<Vec<_>>() as _,
-        todo.iter().map(|(_, n)| n.trace.tracestate.clone()).collect::<Vec<_>>() as _,
+        new.iter().map(|n| Json(&n.event.payload.shipping_address)).collect::<Vec<_>>() as _,
+        &new.iter().map(|n| n.ship_at).collect::<Vec<_>>(),
+        new.iter().map(|n| n.trace.traceparent.clone()).collect::<Vec<_>>() as _,
+        new.iter().map(|n| n.trace.tracestate.clone()).collect::<Vec<_>>() as _,
         Utc::now(),
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    );
+    let created: Vec<Uuid> = db.run_committed(async |conn| statement.fetch_all(conn).await).await?;
     Ok(ids
         .into_iter()
         .map(|id| if created.contains(&id) { Applied::Created(id) } else { Applied::Duplicate })
@@ -112,8 +112,9 @@ pub fn due_after(now: DateTime<Utc>, delay: Duration, jitter: Duration) -> DateT
 
 /// When the earliest pending shipment step falls due (`None`: nothing pending),
 /// so the scheduler sleeps no longer than it must.
-pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar!("SELECT min(next_step_at) FROM shipments WHERE next_step_at IS NOT NULL").fetch_one(pool).await
+pub async fn next_due(db: &HotPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let query = sqlx::query_scalar!("SELECT min(next_step_at) FROM shipments WHERE next_step_at IS NOT NULL");
+    db.run(async |conn| query.fetch_one(conn).await).await
 }
 
 /// One shipment's step, decided without I/O: its next status (`None`: it is
@@ -200,59 +201,65 @@ fn plan_step(shipment: &Due, plan: &StepPlan, now: DateTime<Utc>) -> Step {
 /// counted in `shipment_step_failures_total`, logged, and tried again after
 /// `plan.retry_after`, while the others move on. Returns how many moved.
 #[tracing::instrument(name = "shipments.advance", level = "debug", skip_all, fields(db.system = "postgresql", advanced, failed))]
-pub async fn advance_due(pool: &PgPool, batch: u32, plan: &StepPlan) -> Result<usize, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let due = sqlx::query_as!(
-        Due,
-        r#"SELECT id, order_id, status, next_step_at AS "next_step_at!", traceparent, tracestate FROM shipments
-            WHERE next_step_at IS NOT NULL AND next_step_at <= now()
-            ORDER BY next_step_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
-        i64::from(batch),
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let now = Utc::now();
-    let steps: Vec<Step> = due.iter().map(|shipment| plan_step(shipment, plan, now)).collect();
-    let (mut moved, mut failed) = (Vec::new(), 0);
-    let mut together = sqlx::Connection::begin(&mut *tx).await?;
-    match write_steps(&mut together, &steps, now).await {
-        Ok(()) => {
-            together.commit().await?;
-            moved.extend(steps.iter());
-        }
-        Err(e) => {
-            // A broken connection fails the rollback too, and with it the whole step.
-            together.rollback().await?;
-            tracing::debug!(error = %e, shipments = steps.len(), "the batch of steps failed; one by one instead");
-            for step in &steps {
-                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-                match write_steps(&mut savepoint, std::slice::from_ref(step), now).await {
-                    Ok(()) => {
-                        savepoint.commit().await?;
-                        moved.push(step);
-                    }
-                    Err(e) => {
-                        savepoint.rollback().await?;
-                        failed += 1;
-                        metrics::STEP_FAILURES.as_counter().increment(1);
-                        tracing::error!(parent: &step.span, order_id = %step.order_id, shipment_id = %step.id, error = %e,
-                            retry_in_s = plan.retry_after.as_secs(), "shipment step failed; the others move on, this one is retried later");
-                        sqlx::query!(
-                            "UPDATE shipments SET next_step_at = now() + make_interval(secs => $2) WHERE id = $1",
-                            step.id,
-                            plan.retry_after.as_secs_f64(),
-                        )
-                        .execute(&mut *tx)
-                        .await?;
+pub async fn advance_due(db: &HotPool, batch: u32, plan: &StepPlan) -> Result<usize, sqlx::Error> {
+    // `moved`: indexes into `steps`.
+    let (steps, moved, failed) = db
+        .run(async |conn| {
+            let mut tx = conn.begin().await?;
+            let due = sqlx::query_as!(
+                Due,
+                r#"SELECT id, order_id, status, next_step_at AS "next_step_at!", traceparent, tracestate FROM shipments
+                    WHERE next_step_at IS NOT NULL AND next_step_at <= now()
+                    ORDER BY next_step_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
+                i64::from(batch),
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let now = Utc::now();
+            let steps: Vec<Step> = due.iter().map(|shipment| plan_step(shipment, plan, now)).collect();
+            let (mut moved, mut failed) = (Vec::new(), 0);
+            let mut together = sqlx::Connection::begin(&mut *tx).await?;
+            match write_steps(&mut together, &steps, now).await {
+                Ok(()) => {
+                    together.commit().await?;
+                    moved.extend(0..steps.len());
+                }
+                Err(e) => {
+                    // A broken connection fails the rollback too, and with it the whole step.
+                    together.rollback().await?;
+                    tracing::debug!(error = %e, shipments = steps.len(), "the batch of steps failed; one by one instead");
+                    for (i, step) in steps.iter().enumerate() {
+                        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                        match write_steps(&mut savepoint, std::slice::from_ref(step), now).await {
+                            Ok(()) => {
+                                savepoint.commit().await?;
+                                moved.push(i);
+                            }
+                            Err(e) => {
+                                savepoint.rollback().await?;
+                                failed += 1;
+                                metrics::STEP_FAILURES.as_counter().increment(1);
+                                tracing::error!(parent: &step.span, order_id = %step.order_id, shipment_id = %step.id, error = %e,
+                                    retry_in_s = plan.retry_after.as_secs(), "shipment step failed; the others move on, this one is retried later");
+                                sqlx::query!(
+                                    "UPDATE shipments SET next_step_at = now() + make_interval(secs => $2) WHERE id = $1",
+                                    step.id,
+                                    plan.retry_after.as_secs_f64(),
+                                )
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                        }
                     }
                 }
             }
-        }
-    }
-    // Crash tests: the steps are written but not committed.
-    fail::fail_point!("scheduler-before-commit", !due.is_empty(), |_| std::process::abort());
-    tx.commit().await?;
-    for step in &moved {
+            // Crash tests: the steps are written but not committed.
+            fail::fail_point!("scheduler-before-commit", !due.is_empty(), |_| std::process::abort());
+            tx.commit().await?;
+            Ok((steps, moved, failed))
+        })
+        .await?;
+    for step in moved.iter().map(|&i| &steps[i]) {
         metrics::STEP_LAG.as_histogram().record(step.lag.as_secs_f64());
         if let Some(status) = step.status {
             metrics::ADVANCED.counter_with(&[status.as_str()]).increment(1);

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use testkit::Proxy;
 use uuid::Uuid;
 
-use crate::helpers::{events, order_created, shipment, spawn};
+use crate::helpers::{events, hot, order_created, shipment, spawn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_becomes_one_shipment_and_two_status_events_in_order() {
@@ -64,7 +64,9 @@ async fn a_duplicate_event_makes_one_shipment_and_one_set_of_events() {
     d.send(&event.to_json(), &order_id.to_string(), "resent-with-new-dedup-id", "order-created").await;
     // And the same event applied before its message was deleted: a redelivery after a commit.
     let redelivered = order_created(Uuid::now_v7());
-    delivery_service::storage::create_shipments(&d.db.pool().await, &[shipment(&redelivered)]).await.unwrap();
+    delivery_service::storage::create_shipments(&hot(&d.db.url, 1, Duration::from_secs(3)), &[shipment(&redelivered)])
+        .await
+        .unwrap();
     d.send_event(&redelivered).await;
 
     let mut acked = 0;

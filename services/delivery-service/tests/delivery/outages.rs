@@ -17,10 +17,9 @@ use std::{
 use delivery_service::consume::OrderCreatedHandler;
 use messaging::{Consumer, ConsumerConfig, Disposition, Handler, Publisher, Received};
 use shutdown::CancellationToken;
-use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::helpers::{ORDERS, fixtures, order_created, send_to, shipment};
+use crate::helpers::{ORDERS, fixtures, hot, order_created, send_to, shipment};
 
 /// Delegates to the real handler and records each attempt's receive count and outcome.
 struct Recording<H> {
@@ -66,12 +65,10 @@ async fn a_database_outage_longer_than_the_redrive_window_dead_letters_nothing()
     // Redrive after 2 receives of 2 s visibility: a 4 s outage would dead-letter
     // a message that was handed back on each failure. This one lasts 10 s.
     let (db, queues, orders, _) = fixtures(2).await;
-    let pool =
-        PgPoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(1)).connect_lazy(&db.url).unwrap();
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let handler = Recording {
         inner: OrderCreatedHandler {
-            pool: pool.clone(),
+            db: hot(&db.url, 4, Duration::from_secs(1)),
             ship_after: Duration::ZERO,
             jitter: Duration::ZERO,
             due: Default::default(),
@@ -190,7 +187,12 @@ async fn one_shipment_whose_step_fails_does_not_stall_the_others() {
     let pool = d.db.pool().await;
     let orders: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     for id in &orders {
-        delivery_service::storage::create_shipments(&pool, &[shipment(&order_created(*id))]).await.unwrap();
+        delivery_service::storage::create_shipments(
+            &hot(&d.db.url, 1, Duration::from_secs(3)),
+            &[shipment(&order_created(*id))],
+        )
+        .await
+        .unwrap();
     }
     // A row the step cannot write (here a trigger refuses it; in life a bad row).
     let bad = orders[1];
@@ -319,8 +321,13 @@ impl<H: Handler> Handler for Batches<H> {
     }
 }
 
-fn real_handler(pool: sqlx::PgPool) -> OrderCreatedHandler {
-    OrderCreatedHandler { pool, ship_after: Duration::from_secs(3600), jitter: Duration::ZERO, due: Default::default() }
+fn real_handler(url: &str) -> OrderCreatedHandler {
+    OrderCreatedHandler {
+        db: hot(url, 4, Duration::from_secs(3)),
+        ship_after: Duration::from_secs(3600),
+        jitter: Duration::ZERO,
+        due: Default::default(),
+    }
 }
 
 /// Polls until `n` messages were received (the emulator may split them over receives).
@@ -343,7 +350,7 @@ async fn poll_until<H: Handler>(consumer: &Consumer<H>, n: usize) -> messaging::
 async fn a_received_batch_is_applied_together_one_message_per_order_at_a_time() {
     let (db, queues, orders, _) = fixtures(5).await;
     let offered = Arc::new(Mutex::new(Vec::new()));
-    let handler = Batches { inner: real_handler(db.pool().await), offered: offered.clone() };
+    let handler = Batches { inner: real_handler(&db.url), offered: offered.clone() };
     let consumer = Consumer::new(queues.client.clone(), config(queues.name(ORDERS)), handler);
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     for id in &ids {
@@ -391,7 +398,7 @@ async fn a_batch_that_fails_as_a_whole_is_retried_one_by_one_so_only_the_bad_mes
     .await
     .unwrap();
     let attempts = Arc::new(Mutex::new(Vec::new()));
-    let handler = Recording { inner: real_handler(pool.clone()), attempts: attempts.clone() };
+    let handler = Recording { inner: real_handler(&db.url), attempts: attempts.clone() };
     let consumer = Consumer::new(queues.client.clone(), config(queues.name(ORDERS)), handler);
     for id in &ids {
         let event = order_created(*id);

@@ -147,7 +147,7 @@ impl Feed {
             () = tokio::time::sleep_until(self.deadline) => return false,
             () = closing.cancelled() => return false,
         }
-        match orders::get(&self.state.db, self.customer_id, self.order_id).await {
+        match orders::get(&self.state.hot, self.customer_id, self.order_id).await {
             Ok(Some(order)) => {
                 self.queue = events_after(&order, self.sent);
                 true
@@ -226,7 +226,7 @@ pub async fn order_events(
         AtCapacity::Process => ApiError::TooManyStreams,
         AtCapacity::Customer => ApiError::TooManyCustomerStreams,
     })?;
-    let order = orders::get(&state.db, user.customer_id(), order_id).await?.ok_or(ApiError::NotFound)?;
+    let order = orders::get(&state.hot, user.customer_id(), order_id).await?.ok_or(ApiError::NotFound)?;
     let queue = events_after(&order, after);
     let done = after >= order.history.len() && order.status == OrderStatus::Delivered;
     let feed = Feed {

@@ -32,8 +32,10 @@ use crate::{
 /// What handlers share, in a few cohesive parts; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The orders database.
+    /// The orders database (the shared pool: clients, idempotency lookups).
     pub db: PgPool,
+    /// Its connections for the per-request paths (reads, placing orders).
+    pub hot: database::HotPool,
     pub auth: Arc<Auth>,
     pub intake: Arc<Intake>,
     pub live: Live,

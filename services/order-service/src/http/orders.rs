@@ -296,7 +296,7 @@ pub async fn get_order(
 ) -> Result<Json<Order>, ApiError> {
     user.require(SCOPE_READ)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    orders::get(&state.db, user.customer_id(), id).await?.map(Json).ok_or(ApiError::NotFound)
+    orders::get(&state.hot, user.customer_id(), id).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// List the caller's orders, newest first.
@@ -341,7 +341,7 @@ pub async fn list_orders(
         return Err(ApiError::Validation(errors));
     }
     // One extra row tells whether another page exists.
-    let mut data = orders::list(&state.db, user.customer_id(), limit + 1, before).await?;
+    let mut data = orders::list(&state.hot, user.customer_id(), limit + 1, before).await?;
     let next_cursor = if data.len() > limit as usize {
         data.truncate(limit as usize);
         data.last().map(|o| encode_cursor(o.id))

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use database::{Commit, group::GroupCommit};
+use database::{HotPool, group::GroupCommit};
 use envelope::{Address, LineItem};
 use futures::future::join_all;
 use outbox::OutboxMessage;
@@ -71,18 +71,18 @@ pub type IntakeWriter = GroupCommit<Placement, Result<Placed, sqlx::Error>>;
 
 /// Starts the intake's group commit: at most `writers` transactions at once,
 /// each of at most `max_batch` orders.
-pub fn intake_writer(pool: PgPool, commit: Commit, writers: usize, max_batch: usize) -> IntakeWriter {
-    GroupCommit::start(writers, max_batch, move |batch| place_group(pool.clone(), commit, batch))
+pub fn intake_writer(db: HotPool, writers: usize, max_batch: usize) -> IntakeWriter {
+    GroupCommit::start(writers, max_batch, move |batch| place_group(db.clone(), batch))
 }
 
 /// Places one batch and answers each order: the orders whose idempotency key
 /// repeats an earlier one of the batch wait for the rest (one statement cannot
 /// touch a key twice); if the batch fails, each of its orders is placed alone.
-pub async fn place_group(pool: PgPool, commit: Commit, batch: Vec<Placement>) -> Vec<Result<Placed, sqlx::Error>> {
+pub async fn place_group(db: HotPool, batch: Vec<Placement>) -> Vec<Result<Placed, sqlx::Error>> {
     let (together, after) = split_repeated_keys(&batch);
     let mut answers: Vec<Option<Result<Placed, sqlx::Error>>> = batch.iter().map(|_| None).collect();
     let first: Vec<&Placement> = together.iter().map(|&i| &batch[i]).collect();
-    match place_all(&pool, commit, &first).await {
+    match place_all(&db, &first).await {
         Ok(placed) => {
             for (&i, placed) in together.iter().zip(placed) {
                 answers[i] = Some(Ok(placed));
@@ -91,20 +91,20 @@ pub async fn place_group(pool: PgPool, commit: Commit, batch: Vec<Placement>) ->
         Err(e) if first.len() == 1 => answers[together[0]] = Some(Err(e)),
         Err(e) => {
             tracing::warn!(error = %e, orders = first.len(), "placing a batch of orders failed; placing each alone");
-            let alone = join_all(first.iter().map(|p| place_one(&pool, commit, p))).await;
+            let alone = join_all(first.iter().map(|p| place_one(&db, p))).await;
             for (&i, answer) in together.iter().zip(alone) {
                 answers[i] = Some(answer);
             }
         }
     }
     for i in after {
-        answers[i] = Some(place_one(&pool, commit, &batch[i]).await);
+        answers[i] = Some(place_one(&db, &batch[i]).await);
     }
     answers.into_iter().map(|a| a.expect("every order of the batch is answered")).collect()
 }
 
-async fn place_one(pool: &PgPool, commit: Commit, placement: &Placement) -> Result<Placed, sqlx::Error> {
-    Ok(place_all(pool, commit, &[placement]).await?[0])
+async fn place_one(db: &HotPool, placement: &Placement) -> Result<Placed, sqlx::Error> {
+    Ok(place_all(db, &[placement]).await?[0])
 }
 
 /// Splits a batch into the orders that can be written together and those
@@ -120,10 +120,10 @@ pub fn split_repeated_keys(batch: &[Placement]) -> (Vec<usize>, Vec<usize>) {
 
 /// Writes each order with its first history row, idempotency record and
 /// `order-created` event in one statement, committed before it returns: on its
-/// own on a direct pool (one round trip), in BEGIN ... COMMIT through a
-/// transaction pooler ([`Commit`]). Answers each order, in order. No two orders
+/// own on a direct connection (one round trip), in BEGIN ... COMMIT through a
+/// transaction pooler ([`HotPool::run_committed`]). Answers each order, in order. No two orders
 /// may share a customer and idempotency key ([`split_repeated_keys`]).
-pub async fn place_all(pool: &PgPool, commit: Commit, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
+pub async fn place_all(db: &HotPool, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
     let span = tracing::info_span!(
         parent: placements.first().and_then(|p| p.span.id()),
         "db.place_orders",
@@ -133,10 +133,10 @@ pub async fn place_all(pool: &PgPool, commit: Commit, placements: &[&Placement])
     for placement in placements.iter().skip(1) {
         span.follows_from(&placement.span);
     }
-    write(pool, commit, placements).instrument(span).await
+    write(db, placements).instrument(span).await
 }
 
-async fn write(pool: &PgPool, commit: Commit, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
+async fn write(db: &HotPool, placements: &[&Placement]) -> Result<Vec<Placed>, sqlx::Error> {
     let orders = || placements.iter().map(|p| &p.order);
     let keys = || placements.iter().map(|p| p.idempotency.as_ref());
     let events = outbox::Columns::of(placements.iter().map(|p| &p.event));
@@ -194,15 +194,7 @@ async fn write(pool: &PgPool, commit: Commit, placements: &[&Placement]) -> Resu
         &events.traceparent as _,
         &events.tracestate as _,
     );
-    let created: Vec<Uuid> = match commit {
-        Commit::Statement => statement.fetch_all(pool).await?,
-        Commit::Explicit => {
-            let mut tx = pool.begin().await?;
-            let created = statement.fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            created
-        }
-    };
+    let created: Vec<Uuid> = db.run_committed(async |conn| statement.fetch_all(conn).await).await?;
     metrics::INTAKE_TRANSACTIONS.as_counter().increment(1);
     Ok(orders().map(|o| if created.contains(&o.id) { Placed::Created } else { Placed::KeyTaken }).collect())
 }
@@ -264,8 +256,8 @@ impl From<OrderRow> for Order {
 }
 
 /// One order of `customer_id`; another customer's order is `None`, like a missing one.
-#[tracing::instrument(name = "db.get_order", skip(pool), fields(db.system = "postgresql"))]
-pub async fn get(pool: &PgPool, customer_id: Uuid, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+#[tracing::instrument(name = "db.get_order", skip(db), fields(db.system = "postgresql"))]
+pub async fn get(db: &HotPool, customer_id: Uuid, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
     // The history comes from `order_history(id)` (see the migrations), so both
     // readers share its definition.
     let row = sqlx::query_as!(
@@ -276,16 +268,15 @@ pub async fn get(pool: &PgPool, customer_id: Uuid, id: Uuid) -> Result<Option<Or
              FROM orders WHERE id = $1 AND customer_id = $2"#,
         id,
         customer_id,
-    )
-    .fetch_optional(pool)
-    .await?;
+    );
+    let row = db.run(async |conn| row.fetch_optional(conn).await).await?;
     Ok(row.map(Order::from))
 }
 
 /// Up to `limit` orders of `customer_id`, newest first, older than `before`.
-#[tracing::instrument(name = "db.list_orders", skip(pool), fields(db.system = "postgresql"))]
+#[tracing::instrument(name = "db.list_orders", skip(db), fields(db.system = "postgresql"))]
 pub async fn list(
-    pool: &PgPool,
+    db: &HotPool,
     customer_id: Uuid,
     limit: u32,
     before: Option<Uuid>,
@@ -299,9 +290,8 @@ pub async fn list(
         customer_id,
         before,
         i64::from(limit),
-    )
-    .fetch_all(pool)
-    .await?;
+    );
+    let rows = db.run(async |conn| rows.fetch_all(conn).await).await?;
     Ok(rows.into_iter().map(Order::from).collect())
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use chrono::{SubsecRound, Utc};
-use database::Commit;
+use database::{Commit, HotPool};
 use futures::future::join_all;
 use order_service::{
     domain::validate_new_order,
@@ -79,9 +79,21 @@ async fn an_explicitly_committed_batch_writes_the_same() {
     places_each_order_once(Commit::Explicit).await;
 }
 
+/// The per-request connections of `pool`'s database: its own (a statement
+/// commits on its own), or `pool`'s as through a pooler (BEGIN ... COMMIT).
+fn hot(pool: &sqlx::PgPool, commit: Commit) -> HotPool {
+    let hot = match commit {
+        Commit::Statement => HotPool::new((*pool.connect_options()).clone(), 2, std::time::Duration::from_secs(3)),
+        Commit::Explicit => HotPool::shared(pool.clone()),
+    };
+    assert_eq!(hot.commit(), commit);
+    hot
+}
+
 async fn places_each_order_once(commit: Commit) {
     let app = spawn_app().await;
     let pool = app.db.pool().await;
+    let db = hot(&pool, commit);
     let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
     let batch = vec![
         placement(alice, "A", Some("k1")),
@@ -92,7 +104,7 @@ async fn places_each_order_once(commit: Commit) {
     let ids: Vec<Uuid> = batch.iter().map(|p| p.order.id).collect();
     let events: Vec<Uuid> = batch.iter().map(|p| p.event.event_id).collect();
 
-    let answers = orders::place_group(pool.clone(), commit, batch).await;
+    let answers = orders::place_group(db, batch).await;
     let answers: Vec<Placed> = answers.into_iter().map(Result::unwrap).collect();
     assert_eq!(answers, [Placed::Created, Placed::Created, Placed::Created, Placed::KeyTaken]);
 
@@ -118,13 +130,11 @@ async fn places_each_order_once(commit: Commit) {
 async fn a_bad_order_fails_alone_and_the_rest_of_its_batch_commits() {
     let app = spawn_app().await;
     let pool = app.db.pool().await;
+    let db = hot(&pool, Commit::Statement);
     let customer = Uuid::now_v7();
     let first = placement(customer, "FIRST", None);
     let taken_id = first.order.id;
-    assert!(matches!(
-        orders::place_group(pool.clone(), Commit::Statement, vec![first]).await[..],
-        [Ok(Placed::Created)]
-    ));
+    assert!(matches!(orders::place_group(db.clone(), vec![first]).await[..], [Ok(Placed::Created)]));
 
     // The middle order reuses a placed order's id: the batch's statement fails
     // on it, and each order is then placed alone.
@@ -134,7 +144,7 @@ async fn a_bad_order_fails_alone_and_the_rest_of_its_batch_commits() {
     let good = [batch[0].order.id, batch[2].order.id];
     let good_events = [batch[0].event.event_id, batch[2].event.event_id];
     let clash_event = batch[1].event.event_id;
-    let answers = orders::place_group(pool.clone(), Commit::Statement, batch).await;
+    let answers = orders::place_group(db, batch).await;
     assert!(matches!(answers[0], Ok(Placed::Created)), "{:?}", answers[0]);
     assert!(
         matches!(&answers[1], Err(sqlx::Error::Database(e)) if e.is_unique_violation()),
