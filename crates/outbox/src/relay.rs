@@ -28,8 +28,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use database::HotPool;
 use messaging::{MAX_BATCH, OutgoingMessage, PublishError, Publisher};
-use sqlx::PgPool;
+use sqlx::Connection;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -48,7 +49,9 @@ pub struct RelayConfig {
     /// or due for a retry).
     pub poll_interval: Duration,
     /// How long a woken loop waits for more rows before it claims, so a busy
-    /// relay sends fuller batches (fewer SQS calls per event); zero sends at once.
+    /// relay sends fuller batches (fewer SQS calls per event); zero sends at
+    /// once. A relay whose last batch held a single row is not busy and does
+    /// not wait ([`linger_after`]).
     pub linger: Duration,
     /// Consecutive failed calls that open the circuit.
     pub breaker_threshold: u32,
@@ -149,7 +152,8 @@ impl Waker {
 
 /// Publishes the outbox of one database.
 pub struct Relay {
-    pool: PgPool,
+    /// The per-message connections (claims and settlements run per batch).
+    db: HotPool,
     publisher: Publisher,
     config: RelayConfig,
     breaker: Mutex<Breaker>,
@@ -174,10 +178,10 @@ struct Row {
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, publisher: Publisher, config: RelayConfig) -> Self {
+    pub fn new(db: HotPool, publisher: Publisher, config: RelayConfig) -> Self {
         let breaker = Breaker::new(config.breaker_threshold, config.breaker_cooldown, config.breaker_max_cooldown);
         Self {
-            pool,
+            db,
             publisher,
             config,
             breaker: Mutex::new(breaker),
@@ -294,40 +298,44 @@ impl Relay {
     /// the statements with rows to touch run (usually just the delete).
     /// Returns how many were parked.
     async fn settle(&self, sent: &[i64], unsent: &[i64], refused: &[(i64, String)]) -> Result<u64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut parked = 0;
-        if !sent.is_empty() {
-            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent).execute(&mut *tx).await?;
-        }
-        if !unsent.is_empty() {
-            sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", unsent).execute(&mut *tx).await?;
-        }
-        for (id, why) in refused {
-            let now_parked = sqlx::query_scalar!(
-                r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
-                   next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4)),
-                   parked_at = CASE WHEN attempts + 1 >= $5 THEN now() END
-                 WHERE id = $1
-                 RETURNING parked_at IS NOT NULL AS "parked!""#,
-                id,
-                why,
-                self.config.row_backoff.as_secs_f64(),
-                self.config.max_row_backoff.as_secs_f64(),
-                self.config.max_attempts,
-            )
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(false);
-            if now_parked {
-                parked += 1;
-                tracing::error!(outbox_id = id, reason = %why, max_attempts = self.config.max_attempts,
-                    "SQS refused an outbox entry too often; parked (list: `outbox parked`, retry: `outbox requeue`)");
-            } else {
-                tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
+        self.db
+            .run(async |conn| {
+            let mut tx = conn.begin().await?;
+            let mut parked = 0;
+            if !sent.is_empty() {
+                sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent).execute(&mut *tx).await?;
             }
-        }
-        tx.commit().await?;
-        Ok(parked)
+            if !unsent.is_empty() {
+                sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", unsent).execute(&mut *tx).await?;
+            }
+            for (id, why) in refused {
+                let now_parked = sqlx::query_scalar!(
+                    r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
+                       next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4)),
+                       parked_at = CASE WHEN attempts + 1 >= $5 THEN now() END
+                     WHERE id = $1
+                     RETURNING parked_at IS NOT NULL AS "parked!""#,
+                    id,
+                    why,
+                    self.config.row_backoff.as_secs_f64(),
+                    self.config.max_row_backoff.as_secs_f64(),
+                    self.config.max_attempts,
+                )
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(false);
+                if now_parked {
+                    parked += 1;
+                    tracing::error!(outbox_id = id, reason = %why, max_attempts = self.config.max_attempts,
+                        "SQS refused an outbox entry too often; parked (list: `outbox parked`, retry: `outbox requeue`)");
+                } else {
+                    tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
+                }
+            }
+            tx.commit().await?;
+            Ok(parked)
+        })
+        .await
     }
 
     /// Leases up to `limit` rows: each the oldest row of its group, due, not
@@ -339,7 +347,7 @@ impl Relay {
     /// wait for the first lull, holding back only their own group.
     async fn claim(&self, limit: usize) -> Result<Vec<Row>, sqlx::Error> {
         let lease = self.config.lease.as_secs_f64();
-        let mut rows = sqlx::query_as!(
+        let ready = sqlx::query_as!(
             Row,
             "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
              WHERE id IN (
@@ -353,12 +361,10 @@ impl Relay {
              RETURNING id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at",
             limit as i64,
             lease,
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let mut rows = self.db.run(async |conn| ready.fetch_all(conn).await).await?;
         if rows.len() < limit && self.time_to_look_for_expired_leases() {
-            rows.extend(
-                sqlx::query_as!(
+            let expired = sqlx::query_as!(
                     Row,
                     "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
                      WHERE id IN (
@@ -372,10 +378,8 @@ impl Relay {
                      RETURNING id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at",
                     (limit - rows.len()) as i64,
                     lease,
-                )
-                .fetch_all(&self.pool)
-                .await?,
-            );
+                );
+            rows.extend(self.db.run(async |conn| expired.fetch_all(conn).await).await?);
         }
         rows.sort_by_key(|r| r.id);
         Ok(rows)
@@ -404,8 +408,16 @@ impl Relay {
 
     async fn run_loop(self: Arc<Self>, cancel: CancellationToken) {
         let mut backoff = shutdown::retry::Backoff::default();
+        // Rows in this loop's last batch: whether lingering can fill the next one.
+        let mut last_batch = 0;
         loop {
             let step = self.try_publish_once().await;
+            if let Ok(outcome) = &step {
+                last_batch = match outcome {
+                    Outcome::Published { sent, refused } => sent + refused,
+                    Outcome::Idle | Outcome::CircuitOpen(_) => 0,
+                };
+            }
             // Any step that did not fail ends a run of errors.
             if step.is_ok() {
                 backoff.reset();
@@ -431,16 +443,28 @@ impl Relay {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = self.waker.0.notified() => {
-                    // Woken by a commit: let the rows of the next few commits join the batch.
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(self.config.linger) => {}
+                    // Woken by a commit: when busy, let the rows of the next few commits join the batch.
+                    let linger = linger_after(last_batch, self.config.linger);
+                    if !linger.is_zero() {
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = tokio::time::sleep(linger) => {}
+                        }
                     }
                 }
                 () = tokio::time::sleep(pause) => {}
             }
         }
     }
+}
+
+/// How long a loop woken by a commit waits before it claims, given how many
+/// rows its last batch held: `linger` while rows come faster than one per
+/// batch (waiting fills the next batch, so fewer SQS calls carry the same
+/// events), nothing when the last batch held one row or none (a quiet relay
+/// would only add `linger` to each event's latency).
+pub fn linger_after(last_batch: usize, linger: Duration) -> Duration {
+    if last_batch >= 2 { linger } else { Duration::ZERO }
 }
 
 /// Publishes what is pending until the outbox is empty, SQS fails, or time is up.
@@ -460,6 +484,16 @@ async fn shutdown_drain(relay: &Relay, limit: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_busy_relay_lingers() {
+        let linger = Duration::from_millis(10);
+        assert_eq!(linger_after(0, linger), Duration::ZERO, "idle: the woken row goes at once");
+        assert_eq!(linger_after(1, linger), Duration::ZERO, "one row per batch: nothing to gather");
+        assert_eq!(linger_after(2, linger), linger);
+        assert_eq!(linger_after(10, linger), linger);
+        assert_eq!(linger_after(10, Duration::ZERO), Duration::ZERO, "OUTBOX_LINGER=0 never waits");
+    }
 
     #[test]
     fn lease_and_parking_come_from_the_environment_and_are_checked() {

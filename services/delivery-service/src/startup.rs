@@ -57,7 +57,7 @@ impl Application {
             .await;
         }
         let publisher = Publisher::new(sqs.clone());
-        let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), settings.relay.clone()));
+        let relay = Arc::new(Relay::new(hot.clone(), publisher.clone(), settings.relay.clone()));
         let scheduler = Arc::new(Scheduler::new(
             hot.clone(),
             StepPlan {

@@ -87,7 +87,7 @@ impl Application {
 
         let (router, api) = match &settings.api {
             Some(api_settings) => {
-                let relay = Arc::new(Relay::new(pool.clone(), publisher.clone(), api_settings.relay.clone()));
+                let relay = Arc::new(Relay::new(hot.clone(), publisher.clone(), api_settings.relay.clone()));
                 let idempotency = connect_redis(api_settings);
                 ops.redis = Some(idempotency.clone());
                 // Refused tokens from the first request on: read the set before serving.

@@ -42,6 +42,12 @@ pub struct Options {
     pub relay_loop: bool,
 }
 
+/// Connections of their own to `pool`'s database, as the service's hot pool
+/// lends them (reads, intake, status events, the relay).
+pub fn hot_pool(pool: &sqlx::PgPool) -> database::HotPool {
+    database::HotPool::new((*pool.connect_options()).clone(), 4, Duration::from_secs(3))
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }

@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Options, spawn_app, spawn_app_with, valid_order};
+use crate::helpers::{Options, hot_pool, spawn_app, spawn_app_with, valid_order};
 
 /// An order of `customer` for `sku`, with an idempotency key if given.
 fn placement(customer: Uuid, sku: &str, key: Option<&str>) -> Placement {
@@ -83,7 +83,7 @@ async fn an_explicitly_committed_batch_writes_the_same() {
 /// commits on its own), or `pool`'s as through a pooler (BEGIN ... COMMIT).
 fn hot(pool: &sqlx::PgPool, commit: Commit) -> HotPool {
     let hot = match commit {
-        Commit::Statement => HotPool::new((*pool.connect_options()).clone(), 2, std::time::Duration::from_secs(3)),
+        Commit::Statement => hot_pool(pool),
         Commit::Explicit => HotPool::shared(pool.clone()),
     };
     assert_eq!(hot.commit(), commit);

@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::Proxy;
 
-use crate::helpers::{ORDERS_QUEUE, Options, TestApp, base_env, spawn_app, spawn_app_with, valid_order};
+use crate::helpers::{ORDERS_QUEUE, Options, TestApp, base_env, hot_pool, spawn_app, spawn_app_with, valid_order};
 
 fn attr(m: &aws_sdk_sqs::types::Message, name: &str) -> Option<String> {
     m.message_attributes.as_ref()?.get(name)?.string_value.clone()
@@ -135,7 +135,7 @@ async fn an_entry_sqs_refuses_is_retried_alone_while_the_rest_go_out() {
     // A refused row waits at least a minute here, so "not retried at once"
     // holds however slow the machine is.
     let config = RelayConfig { row_backoff: Duration::from_secs(60), ..RelayConfig::default() };
-    let relay = Relay::new(app.db.pool().await, Publisher::new(app.queues.client.clone()), config);
+    let relay = Relay::new(hot_pool(&app.db.pool().await), Publisher::new(app.queues.client.clone()), config);
     assert_eq!(relay.try_publish_once().await.unwrap(), Outcome::Published { sent: 2, refused: 1 });
     let (attempts, error): (i32, Option<String>) =
         sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE group_id = 'poison'")
@@ -185,7 +185,7 @@ async fn a_row_sqs_always_refuses_is_parked_holds_back_its_order_and_is_requeued
     enqueue_raw(&pool, &queue, "P", r#"{"group":"P","seq":2}"#).await;
     enqueue_raw(&pool, &queue, "Q", r#"{"group":"Q","seq":1}"#).await;
     let config = RelayConfig { row_backoff: Duration::ZERO, max_attempts: 3, ..RelayConfig::default() };
-    let relay = Relay::new(pool.clone(), Publisher::new(app.queues.client.clone()), config);
+    let relay = Relay::new(hot_pool(&pool), Publisher::new(app.queues.client.clone()), config);
 
     assert_eq!(
         relay.try_publish_once().await.unwrap(),
@@ -250,7 +250,7 @@ async fn a_claim_is_a_lease_not_a_transaction_and_a_failed_send_releases_it() {
     let target = testkit::sqs_endpoint().trim_start_matches("http://").to_owned();
     let proxy = Proxy::start(&target).await;
     let client = messaging::connect(&messaging::SqsSettings::local(proxy.http_url())).await;
-    let relay = Relay::new(pool.clone(), Publisher::new(client), RelayConfig::default());
+    let relay = Relay::new(hot_pool(&pool), Publisher::new(client), RelayConfig::default());
     proxy.down();
     assert!(relay.try_publish_once().await.is_err(), "SQS is away");
     let (claimed, attempts): (Option<chrono::DateTime<chrono::Utc>>, i32) =
@@ -266,7 +266,7 @@ async fn a_claim_is_a_lease_not_a_transaction_and_a_failed_send_releases_it() {
         .execute(&pool)
         .await
         .unwrap();
-    let other = Relay::new(pool.clone(), Publisher::new(app.queues.client.clone()), RelayConfig::default());
+    let other = Relay::new(hot_pool(&pool), Publisher::new(app.queues.client.clone()), RelayConfig::default());
     assert_eq!(other.try_publish_once().await.unwrap(), Outcome::Idle);
     let locked: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'outbox' AND l.mode = 'RowShareLock'")
         .fetch_one(&pool)
@@ -317,7 +317,7 @@ async fn two_relays_at_once_send_every_row_exactly_once_and_in_order_per_order()
     }
     let publisher = Publisher::new(app.queues.client.clone());
     let relays: Vec<Arc<Relay>> =
-        (0..2).map(|_| Arc::new(Relay::new(pool.clone(), publisher.clone(), RelayConfig::default()))).collect();
+        (0..2).map(|_| Arc::new(Relay::new(hot_pool(&pool), publisher.clone(), RelayConfig::default()))).collect();
     let sent = join_all(relays.iter().map(|relay| async move {
         let mut sent = 0;
         let mut idle_rounds = 0;
