@@ -422,10 +422,14 @@ impl Relay {
             if step.is_ok() {
                 backoff.reset();
             }
-            let pause = match step {
-                Ok(Outcome::Published { sent, refused }) if sent + refused >= self.config.batch_size => Duration::ZERO,
-                Ok(Outcome::Published { .. }) | Ok(Outcome::Idle) => self.config.poll_interval,
-                Ok(Outcome::CircuitOpen(wait)) => wait,
+            let pause = match &step {
+                Ok(outcome) => {
+                    let (wake, pause) = after_step(outcome, self.config.batch_size, self.config.poll_interval);
+                    if wake {
+                        self.waker.wake();
+                    }
+                    pause
+                }
                 Err(e) => {
                     let pause = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "outbox relay step failed");
@@ -433,8 +437,6 @@ impl Relay {
                 }
             };
             if pause.is_zero() {
-                // A full batch: more is probably waiting; let another loop help.
-                self.waker.wake();
                 if cancel.is_cancelled() {
                     break;
                 }
@@ -455,6 +457,20 @@ impl Relay {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+}
+
+/// What a loop does after a step that did not fail: whether it wakes a loop
+/// (another, or itself) and how long it then waits for a wake-up.
+pub fn after_step(outcome: &Outcome, batch_size: usize, poll_interval: Duration) -> (bool, Duration) {
+    match *outcome {
+        // A full batch: more is probably waiting; go on, and let another loop help.
+        Outcome::Published { sent, refused } if sent + refused >= batch_size => (true, Duration::ZERO),
+        // The rows of the same orders queued behind the ones just sent (a claim
+        // takes only the oldest row of each order) can go now: look again.
+        Outcome::Published { sent, .. } => (sent > 0, poll_interval),
+        Outcome::Idle => (false, poll_interval),
+        Outcome::CircuitOpen(wait) => (false, wait),
     }
 }
 
@@ -484,6 +500,21 @@ async fn shutdown_drain(relay: &Relay, limit: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sent_batch_wakes_a_loop_for_the_rows_queued_behind_it() {
+        let poll = Duration::from_secs(1);
+        let after = |outcome| after_step(&outcome, 10, poll);
+        assert_eq!(after(Outcome::Published { sent: 10, refused: 0 }), (true, Duration::ZERO), "full: go on");
+        assert_eq!(after(Outcome::Published { sent: 3, refused: 7 }), (true, Duration::ZERO));
+        // A later event of an order just sent (shipped, then delivered) was
+        // skipped by the claim; it goes at once, not a poll interval later.
+        assert_eq!(after(Outcome::Published { sent: 1, refused: 0 }), (true, poll));
+        assert_eq!(after(Outcome::Published { sent: 0, refused: 2 }), (false, poll), "refused rows back off");
+        assert_eq!(after(Outcome::Idle), (false, poll));
+        let wait = Duration::from_millis(700);
+        assert_eq!(after(Outcome::CircuitOpen(wait)), (false, wait));
+    }
 
     #[test]
     fn only_a_busy_relay_lingers() {
