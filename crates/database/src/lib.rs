@@ -147,6 +147,15 @@ impl DatabaseSettings {
         (shared, max - shared)
     }
 
+    /// The connections the per-request and per-message paths may hold at
+    /// once: the hot pool's, or through a pooler the one pool's.
+    pub fn hot_connections(&self) -> u32 {
+        match self.split() {
+            (shared, 0) => shared,
+            (_, hot) => hot,
+        }
+    }
+
     /// The pool for the per-request and per-message paths (see [`HotPool`]):
     /// connected directly, its own connections (lazily opened); through a
     /// pooler, `shared`'s.
@@ -155,7 +164,7 @@ impl DatabaseSettings {
             return Ok(HotPool::shared(shared.clone()));
         }
         let connect = connect_options(self.url.expose_secret())?.statement_cache_capacity(self.statement_cache);
-        Ok(HotPool::new(connect, self.split().1 as usize, self.acquire_timeout))
+        Ok(HotPool::new(connect, self.hot_connections() as usize, self.acquire_timeout))
     }
 
     /// The pool of everything else (and of everything through a pooler); it
@@ -383,6 +392,9 @@ mod tests {
         assert_eq!(split("2", None), (1, 1));
         // Through a pooler the hot paths borrow from the one pool.
         assert_eq!(split("16", Some("pgbouncer")), (16, 0));
+        let hot = |pairs: &[(&str, &str)]| read(pairs).unwrap().hot_connections();
+        assert_eq!(hot(&[("DATABASE_MAX_CONNECTIONS", "16")]), 12);
+        assert_eq!(hot(&[("DATABASE_MAX_CONNECTIONS", "16"), ("DATABASE_POOLER", "pgbouncer")]), 16);
         assert!(read(&[("DATABASE_MAX_CONNECTIONS", "1")]).unwrap_err().to_string().contains("at least 2"));
     }
 

@@ -132,6 +132,16 @@ pub enum Outcome {
     CircuitOpen(Duration),
 }
 
+impl Outcome {
+    /// Rows the step's batch held (sent or refused).
+    pub fn rows(&self) -> usize {
+        match *self {
+            Outcome::Published { sent, refused } => sent + refused,
+            Outcome::Idle | Outcome::CircuitOpen(_) => 0,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("outbox database error: {0}")]
@@ -300,42 +310,42 @@ impl Relay {
     async fn settle(&self, sent: &[i64], unsent: &[i64], refused: &[(i64, String)]) -> Result<u64, sqlx::Error> {
         self.db
             .run(async |conn| {
-            let mut tx = conn.begin().await?;
-            let mut parked = 0;
-            if !sent.is_empty() {
-                sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent).execute(&mut *tx).await?;
-            }
-            if !unsent.is_empty() {
-                sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", unsent).execute(&mut *tx).await?;
-            }
-            for (id, why) in refused {
-                let now_parked = sqlx::query_scalar!(
-                    r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
-                       next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4)),
-                       parked_at = CASE WHEN attempts + 1 >= $5 THEN now() END
-                     WHERE id = $1
-                     RETURNING parked_at IS NOT NULL AS "parked!""#,
-                    id,
-                    why,
-                    self.config.row_backoff.as_secs_f64(),
-                    self.config.max_row_backoff.as_secs_f64(),
-                    self.config.max_attempts,
-                )
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(false);
-                if now_parked {
-                    parked += 1;
-                    tracing::error!(outbox_id = id, reason = %why, max_attempts = self.config.max_attempts,
-                        "SQS refused an outbox entry too often; parked (list: `outbox parked`, retry: `outbox requeue`)");
-                } else {
-                    tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
+                let mut tx = conn.begin().await?;
+                let mut parked = 0;
+                if !sent.is_empty() {
+                    sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent).execute(&mut *tx).await?;
                 }
-            }
-            tx.commit().await?;
-            Ok(parked)
-        })
-        .await
+                if !unsent.is_empty() {
+                    sqlx::query!("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)", unsent).execute(&mut *tx).await?;
+                }
+                for (id, why) in refused {
+                    let now_parked = sqlx::query_scalar!(
+                        r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
+                           next_attempt_at = now() + least(make_interval(secs => $3 * power(2, least(attempts, 20))), make_interval(secs => $4)),
+                           parked_at = CASE WHEN attempts + 1 >= $5 THEN now() END
+                         WHERE id = $1
+                         RETURNING parked_at IS NOT NULL AS "parked!""#,
+                        id,
+                        why,
+                        self.config.row_backoff.as_secs_f64(),
+                        self.config.max_row_backoff.as_secs_f64(),
+                        self.config.max_attempts,
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(false);
+                    if now_parked {
+                        parked += 1;
+                        tracing::error!(outbox_id = id, reason = %why, max_attempts = self.config.max_attempts,
+                            "SQS refused an outbox entry too often; parked (list: `outbox parked`, retry: `outbox requeue`)");
+                    } else {
+                        tracing::warn!(outbox_id = id, reason = %why, "SQS refused an outbox entry; will retry");
+                    }
+                }
+                tx.commit().await?;
+                Ok(parked)
+            })
+            .await
     }
 
     /// Leases up to `limit` rows: each the oldest row of its group, due, not
@@ -365,20 +375,20 @@ impl Relay {
         let mut rows = self.db.run(async |conn| ready.fetch_all(conn).await).await?;
         if rows.len() < limit && self.time_to_look_for_expired_leases() {
             let expired = sqlx::query_as!(
-                    Row,
-                    "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
-                     WHERE id IN (
-                       SELECT id FROM outbox o
-                       WHERE claimed_until < now() AND parked_at IS NULL
-                         AND next_attempt_at <= now()
-                         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.group_id = o.group_id AND e.id < o.id)
-                       ORDER BY id
-                       LIMIT $1
-                       FOR UPDATE OF o SKIP LOCKED)
-                     RETURNING id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at",
-                    (limit - rows.len()) as i64,
-                    lease,
-                );
+                Row,
+                "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
+                 WHERE id IN (
+                   SELECT id FROM outbox o
+                   WHERE claimed_until < now() AND parked_at IS NULL
+                     AND next_attempt_at <= now()
+                     AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.group_id = o.group_id AND e.id < o.id)
+                   ORDER BY id
+                   LIMIT $1
+                   FOR UPDATE OF o SKIP LOCKED)
+                 RETURNING id, event_id, destination, group_id, event_type, body, traceparent, tracestate, created_at",
+                (limit - rows.len()) as i64,
+                lease,
+            );
             rows.extend(self.db.run(async |conn| expired.fetch_all(conn).await).await?);
         }
         rows.sort_by_key(|r| r.id);
@@ -412,18 +422,11 @@ impl Relay {
         let mut last_batch = 0;
         loop {
             let step = self.try_publish_once().await;
-            if let Ok(outcome) = &step {
-                last_batch = match outcome {
-                    Outcome::Published { sent, refused } => sent + refused,
-                    Outcome::Idle | Outcome::CircuitOpen(_) => 0,
-                };
-            }
-            // Any step that did not fail ends a run of errors.
-            if step.is_ok() {
-                backoff.reset();
-            }
             let pause = match &step {
                 Ok(outcome) => {
+                    // Any step that did not fail ends a run of errors.
+                    backoff.reset();
+                    last_batch = outcome.rows();
                     let (wake, pause) = after_step(outcome, self.config.batch_size, self.config.poll_interval);
                     if wake {
                         self.waker.wake();
@@ -465,7 +468,7 @@ impl Relay {
 pub fn after_step(outcome: &Outcome, batch_size: usize, poll_interval: Duration) -> (bool, Duration) {
     match *outcome {
         // A full batch: more is probably waiting; go on, and let another loop help.
-        Outcome::Published { sent, refused } if sent + refused >= batch_size => (true, Duration::ZERO),
+        Outcome::Published { .. } if outcome.rows() >= batch_size => (true, Duration::ZERO),
         // The rows of the same orders queued behind the ones just sent (a claim
         // takes only the oldest row of each order) can go now: look again.
         Outcome::Published { sent, .. } => (sent > 0, poll_interval),

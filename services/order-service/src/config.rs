@@ -159,8 +159,10 @@ impl Settings {
             inbox_retention: env.duration("INBOX_RETENTION", Duration::from_secs(14 * 24 * 3600)),
             api: None,
         };
+        // Reads, intake and status events share these (see `DatabaseSettings::split`).
+        let hot = settings.database.hot_connections() as usize;
         if role == Role::Api {
-            settings.api = Some(ApiSettings::from_env(&mut env, hot_connections(&settings.database)));
+            settings.api = Some(ApiSettings::from_env(&mut env, hot));
         }
         if settings.serve.idle_timeout <= settings.request_timeout {
             env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than HTTP_REQUEST_TIMEOUT");
@@ -169,7 +171,6 @@ impl Settings {
             if settings.serve.idle_timeout <= api.sse_keepalive {
                 env.invalid("HTTP_IDLE_TIMEOUT", "must be longer than SSE_KEEPALIVE, or idle live streams are cut");
             }
-            let hot = hot_connections(&settings.database);
             if api.intake_writers > hot {
                 env.invalid(
                     "INTAKE_WRITERS",
@@ -188,15 +189,6 @@ impl Settings {
         }
         env.finish()?;
         Ok(settings)
-    }
-}
-
-/// The connections reads, intake and status events share (see
-/// [`DatabaseSettings::split`]): the hot pool's, or through a pooler the one pool's.
-fn hot_connections(database: &DatabaseSettings) -> usize {
-    match database.split() {
-        (shared, 0) => shared as usize,
-        (_, hot) => hot as usize,
     }
 }
 

@@ -90,12 +90,12 @@ pub async fn spawn(max_receive: u32, env: Vec<(&str, &str)>) -> TestDelivery {
     }
 }
 
-/// A shipment of `event` due now, for tests that write one directly.
 /// Per-message connections to `url`, as the service's own hot pool lends them.
 pub fn hot(url: &str, max: usize, timeout: Duration) -> database::HotPool {
     database::HotPool::new(url.parse().expect("a postgres URL"), max, timeout)
 }
 
+/// A shipment of `event` due now, for tests that write one directly.
 pub fn shipment(event: &Envelope<OrderCreated>) -> delivery_service::storage::NewShipment<'_> {
     delivery_service::storage::NewShipment { event, ship_at: Utc::now(), trace: Default::default() }
 }

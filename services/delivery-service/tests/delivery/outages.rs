@@ -186,13 +186,9 @@ async fn one_shipment_whose_step_fails_does_not_stall_the_others() {
     let d = crate::helpers::spawn(5, vec![("SCHEDULER_RETRY_AFTER", "1h")]).await;
     let pool = d.db.pool().await;
     let orders: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let db = hot(&d.db.url, 1, Duration::from_secs(3));
     for id in &orders {
-        delivery_service::storage::create_shipments(
-            &hot(&d.db.url, 1, Duration::from_secs(3)),
-            &[shipment(&order_created(*id))],
-        )
-        .await
-        .unwrap();
+        delivery_service::storage::create_shipments(&db, &[shipment(&order_created(*id))]).await.unwrap();
     }
     // A row the step cannot write (here a trigger refuses it; in life a bad row).
     let bad = orders[1];
