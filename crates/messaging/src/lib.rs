@@ -17,8 +17,8 @@ pub mod redrive;
 
 pub use client::{SqsSettings, connect};
 pub use consumer::{
-    ApplyBatch, ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, Received, Settle,
-    decode_event, is_transient, settle,
+    ApplyBatch, ConsumeError, Consumer, ConsumerConfig, Disposition, Handler, PollOutcome, RETRY_AFTER, Received,
+    Settle, decode_event, is_transient, settle,
 };
 pub use provision::{QueueUrls, dlq_name, ensure_fifo_queue, ensure_fifo_queues};
 pub use publish::{BatchOutcome, OutgoingMessage, PublishError, Publisher, QueueDepth};

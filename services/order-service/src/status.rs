@@ -1,9 +1,10 @@
 //! Applying delivery status events (`order-shipped`, `order-delivered` from
 //! `delivery-status-queue.fifo`) to orders, with the shared consumer loop.
 //!
-//! The events of a received batch (distinct orders) are applied in one
-//! transaction with their inbox records (four round trips: BEGIN, the lock,
-//! one statement for the inbox and the moves, COMMIT): each order moves one step forward,
+//! The events of a received batch (distinct orders) are applied with one
+//! statement (one round trip): each order moves one step forward, and only
+//! from the step before (compare-and-set, so applying an event twice changes
+//! nothing), records the event in the inbox,
 //! gains a history row stamped with the event's time, and a
 //! `pg_notify('order_events', '<order_id> <traceparent>')` wakes every
 //! replica's live streams at commit (the trace context lets their push spans
@@ -18,7 +19,7 @@ use chrono::{DateTime, Utc};
 use database::HotPool;
 use envelope::Event;
 use messaging::{ApplyBatch, Disposition, Received};
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{domain::OrderStatus, metrics};
@@ -58,6 +59,9 @@ pub enum Applied {
         from: OrderStatus,
         to: OrderStatus,
     },
+    /// The order moved under the statement (another consumer had the same
+    /// event): nothing was applied; the message is handled again later.
+    Raced,
 }
 
 #[derive(Debug)]
@@ -141,6 +145,7 @@ fn answer(change: &Change, applied: Applied) -> Disposition {
             tracing::debug!(order_id = %change.order_id, event_id = %change.event_id, "duplicate or stale status event skipped");
             Disposition::Duplicate
         }
+        Applied::Raced => Disposition::Retry { after: messaging::RETRY_AFTER },
         Applied::UnknownOrder => Disposition::reject("unknown_order", format!("no order {}", change.order_id)),
         Applied::Impossible { from, to } => Disposition::reject(
             "impossible_transition",
@@ -160,13 +165,14 @@ fn decide(from: Option<OrderStatus>, to: OrderStatus) -> Applied {
     }
 }
 
-/// Applies status changes of distinct orders in one transaction: the orders
-/// are locked and each change decided ([`decide`]); then one statement records
-/// the events of the moves and of the stale ones in the inbox and, for each
-/// move whose event was not seen before, updates its order, appends its
-/// history row and notifies the live streams at commit. Unknown orders and
-/// impossible transitions record nothing. Changes for the same order twice
-/// are applied one by one.
+/// Applies status changes of distinct orders with one statement
+/// ([`move_orders`]): each order moves only from the status right before the
+/// change's (a compare-and-set, so an event applied before, or one racing
+/// another consumer, changes nothing), gains its history row, its event is
+/// recorded in the inbox and the live streams are notified at commit. Every
+/// change not applied is then decided ([`decide`]) on the order's status as
+/// the statement found it. Changes for the same order twice are applied one by
+/// one.
 #[tracing::instrument(name = "db.apply_status", skip_all, fields(db.system = "postgresql", changes = changes.len()))]
 async fn apply(db: &HotPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::Error> {
     let ids: Vec<Uuid> = changes.iter().map(|c| c.order_id).collect();
@@ -177,108 +183,88 @@ async fn apply(db: &HotPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::E
         }
         return Ok(applied);
     }
-    let (applied, current) = db
-        .run(async |conn| {
-            let mut tx = conn.begin().await?;
-            // In id order, so two transactions never wait on each other's locks.
-            let current: HashMap<Uuid, (String, DateTime<Utc>)> = sqlx::query!(
-                "SELECT id, status, created_at FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                &ids
-            )
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|row| (row.id, (row.status, row.created_at)))
-            .collect();
-            let mut applied: Vec<Applied> = changes
-                .iter()
-                .map(|c| {
-                    let from = current
-                        .get(&c.order_id)
-                        .map(|(s, _)| OrderStatus::parse(s).unwrap_or(OrderStatus::PendingShipment));
-                    decide(from, c.to)
-                })
-                .collect();
-            let record: Vec<Uuid> = changes
-                .iter()
-                .zip(&applied)
-                .filter(|(_, a)| matches!(a, Applied::Moved(_) | Applied::Unchanged))
-                .map(|(c, _)| c.event_id)
-                .collect();
-            if !record.is_empty() {
-                let moves: Vec<&Change> = changes
-                    .iter()
-                    .zip(&applied)
-                    .filter(|(_, a)| matches!(a, Applied::Moved(_)))
-                    .map(|(c, _)| c)
-                    .collect();
-                let fresh: HashSet<Uuid> = record_and_move(&mut tx, &record, &moves).await?;
-                for (c, a) in changes.iter().zip(applied.iter_mut()) {
-                    if matches!(a, Applied::Moved(_)) && !fresh.contains(&c.event_id) {
-                        *a = Applied::Unchanged; // seen before
-                    }
-                }
-            }
-            tx.commit().await?;
-            Ok((applied, current))
+    let found: HashMap<Uuid, Found> = db.run_committed(async |conn| move_orders(conn, changes).await).await?;
+    let applied: Vec<Applied> = changes
+        .iter()
+        .map(|c| match found.get(&c.order_id) {
+            Some(f) if f.moved => Applied::Moved(c.to),
+            Some(f) => match decide(OrderStatus::parse(&f.status), c.to) {
+                // The order was a step behind when the statement began but
+                // had moved by the time its row was locked (a concurrent
+                // consumer): the change is looked at again on redelivery.
+                Applied::Moved(_) => Applied::Raced,
+                other => other,
+            },
+            None => Applied::UnknownOrder,
         })
-        .await?;
+        .collect();
     for (change, applied) in changes.iter().zip(&applied) {
         if !matches!(applied, Applied::Moved(_)) {
             continue;
         }
         metrics::STATUS_CHANGES.counter_with(&[change.to.as_str()]).increment(1);
-        if let (OrderStatus::Delivered, Some((_, created_at))) = (change.to, current.get(&change.order_id)) {
-            let took = (change.at - *created_at).to_std().unwrap_or_default();
+        if let (OrderStatus::Delivered, Some(found)) = (change.to, found.get(&change.order_id)) {
+            let took = (change.at - found.created_at).to_std().unwrap_or_default();
             metrics::DELIVERY_DURATION.as_histogram().record(took.as_secs_f64());
         }
     }
     Ok(applied)
 }
 
-/// One statement: records `record` in the inbox (see [`messaging::inbox`]) and
-/// applies each of `moves` whose event was not recorded before: the order is
-/// updated, its history row appended, and the live streams notified at commit
-/// with the message's trace context (so their push spans continue the order's
-/// trace). Returns the events recorded now.
-async fn record_and_move(
-    conn: &mut PgConnection,
-    record: &[Uuid],
-    moves: &[&Change],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let fresh = sqlx::query_scalar!(
-        r#"WITH fresh AS (
-             INSERT INTO processed_messages (event_id) SELECT unnest($1::uuid[])
-             ON CONFLICT DO NOTHING RETURNING event_id
-           ), todo AS (
-             SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
-               AS i (event_id, order_id, status, carrier, tracking_number, at, payload)
-              WHERE i.event_id IN (SELECT event_id FROM fresh)
+/// An order a batch named, as [`move_orders`] found it.
+struct Found {
+    /// Its status before the statement.
+    status: String,
+    created_at: DateTime<Utc>,
+    /// Whether the statement moved it.
+    moved: bool,
+}
+
+/// One statement: moves each order of `changes` that is at the status right
+/// before its change's to that status (updated row, history row, the event
+/// in the inbox, see [`messaging::inbox`], and `pg_notify` with the message's
+/// trace context so the live streams' push spans continue the order's trace).
+/// Returns every named order that exists, with its status before the
+/// statement and whether it moved.
+async fn move_orders(conn: &mut PgConnection, changes: &[Change]) -> Result<HashMap<Uuid, Found>, sqlx::Error> {
+    // Rows are locked in id order, so two batches never wait on each other's locks.
+    let mut changes: Vec<&Change> = changes.iter().collect();
+    changes.sort_by_key(|c| c.order_id);
+    // A status with no step before it (PENDING_SHIPMENT) matches no order.
+    let from = |c: &Change| c.to.previous().map_or("", OrderStatus::as_str).to_owned();
+    let rows = sqlx::query!(
+        r#"WITH i AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
+               AS i (event_id, order_id, from_status, status, carrier, tracking_number, at, payload)
            ), moved AS (
              UPDATE orders o SET status = i.status, carrier = COALESCE(i.carrier, o.carrier),
                     tracking_number = COALESCE(i.tracking_number, o.tracking_number), updated_at = i.at
-               FROM todo i WHERE o.id = i.order_id AND o.id = ANY($3) -- ANY: an index scan, not a join over every order
-             RETURNING pg_notify($9, i.payload)
+               FROM i WHERE o.id = i.order_id AND o.status = i.from_status
+                AND o.id = ANY($2) -- ANY: an index scan, not a join over every order
+             RETURNING o.id, i.event_id, pg_notify($9, i.payload)
+           ), inbox AS (
+             INSERT INTO processed_messages (event_id) SELECT event_id FROM moved ON CONFLICT DO NOTHING
            ), history AS (
              INSERT INTO order_status_history (order_id, seq, status, at)
              SELECT i.order_id, COALESCE((SELECT max(seq) FROM order_status_history h WHERE h.order_id = i.order_id), 0) + 1,
                     i.status, i.at
-               FROM todo i
+               FROM i WHERE i.order_id IN (SELECT id FROM moved)
            )
-           SELECT event_id AS "event_id!" FROM fresh"#,
-        record,
-        &moves.iter().map(|c| c.event_id).collect::<Vec<_>>(),
-        &moves.iter().map(|c| c.order_id).collect::<Vec<_>>(),
-        &moves.iter().map(|c| c.to.as_str().to_owned()).collect::<Vec<_>>(),
-        moves.iter().map(|c| c.carrier.clone()).collect::<Vec<_>>() as _,
-        moves.iter().map(|c| c.tracking_number.clone()).collect::<Vec<_>>() as _,
-        &moves.iter().map(|c| c.at).collect::<Vec<_>>(),
-        &moves.iter().map(|c| notify_payload(c.order_id, c.traceparent.as_deref())).collect::<Vec<_>>(),
+           SELECT o.id, o.status, o.created_at, o.id IN (SELECT id FROM moved) AS "moved!"
+             FROM orders o WHERE o.id = ANY($2)"#,
+        &changes.iter().map(|c| c.event_id).collect::<Vec<_>>(),
+        &changes.iter().map(|c| c.order_id).collect::<Vec<_>>(),
+        &changes.iter().map(|c| from(c)).collect::<Vec<_>>(),
+        &changes.iter().map(|c| c.to.as_str().to_owned()).collect::<Vec<_>>(),
+        changes.iter().map(|c| c.carrier.clone()).collect::<Vec<_>>() as _,
+        changes.iter().map(|c| c.tracking_number.clone()).collect::<Vec<_>>() as _,
+        &changes.iter().map(|c| c.at).collect::<Vec<_>>(),
+        &changes.iter().map(|c| notify_payload(c.order_id, c.traceparent.as_deref())).collect::<Vec<_>>(),
         NOTIFY_CHANNEL,
     )
     .fetch_all(conn)
     .await?;
-    Ok(fresh.into_iter().collect())
+    Ok(rows.into_iter().map(|r| (r.id, Found { status: r.status, created_at: r.created_at, moved: r.moved })).collect())
 }
 
 #[cfg(test)]
@@ -303,6 +289,10 @@ mod tests {
         // Already there or beyond: a stale or repeated event changes nothing.
         assert_eq!(decide(Some(Shipped), Shipped), Applied::Unchanged);
         assert_eq!(decide(Some(Delivered), Shipped), Applied::Unchanged);
+        // The compare-and-set of `move_orders` moves an order from the step before.
+        assert_eq!(Shipped.previous(), Some(PendingShipment));
+        assert_eq!(Delivered.previous(), Some(Shipped));
+        assert_eq!(PendingShipment.previous(), None);
         // Delivered before shipped would skip a step.
         assert_eq!(
             decide(Some(PendingShipment), Delivered),

@@ -36,6 +36,11 @@ impl OrderStatus {
         }
     }
 
+    /// The one status an order must be at to move to this one.
+    pub fn previous(self) -> Option<Self> {
+        OrderStatus::ALL.into_iter().find(|s| s.next() == Some(self))
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "PENDING_SHIPMENT" => Some(OrderStatus::PendingShipment),

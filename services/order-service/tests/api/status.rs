@@ -130,3 +130,43 @@ async fn unknown_orders_and_impossible_transitions_go_to_the_dead_letter_queue()
     assert!(text.contains(&format!(r#"messages_rejected_total{{queue="{queue}",reason="impossible_transition"}}"#)));
     let _ = StatusCode::OK;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_races_another_consumer_is_retried_and_applied_once() {
+    let app = spawn_app().await;
+    let (token, _) = app.customer().await;
+    let id = place(&app, &token).await;
+    // Another consumer moves the order to SHIPPED and holds its row lock...
+    let pool = app.db.pool().await;
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("UPDATE orders SET status = 'SHIPPED' WHERE id = $1").bind(id).execute(&mut *other).await.unwrap();
+    sqlx::query("INSERT INTO order_status_history (order_id, seq, status, at) VALUES ($1, 2, 'SHIPPED', now())")
+        .bind(id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    // ...while this one applies the same shipment: its statement starts with the
+    // order still PENDING_SHIPMENT and waits for the lock.
+    app.send_status(&shipped(id)).await;
+    let poll = tokio::spawn({
+        let consumer = app.status_consumer.clone();
+        async move { consumer.poll_once(&tokio_util::sync::CancellationToken::new()).await.unwrap() }
+    });
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%moved AS%'";
+    for _ in 0..200 {
+        if app.count(waiting).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(app.count(waiting).await, 1, "the status statement waits for the order's row lock");
+    other.commit().await.unwrap();
+
+    let outcome = poll.await.unwrap();
+    assert_eq!((outcome.acked, outcome.retried), (0, 1), "raced: left for redelivery, not acknowledged");
+    let order: Value = app.get(&token, &format!("/orders/{id}")).await.json().await.unwrap();
+    assert_eq!(order["status"], "SHIPPED");
+    assert_eq!(order["history"].as_array().unwrap().len(), 2, "the move was applied once");
+    assert_eq!(app.count("SELECT count(*) FROM processed_messages").await, 0, "nothing recorded for it");
+}
