@@ -6,6 +6,9 @@
 //! service's checked query cannot borrow SQL from this crate, so each writes
 //! that CTE itself); a redelivered or re-sent event finds its id there,
 //! changes nothing, and is answered with [`crate::Disposition::Duplicate`].
+//! Where the applied change is itself a compare-and-set (the order-service's
+//! status moves: an order moves only from the step before), that guard makes a
+//! repeat a no-op and the inbox records the events applied, after the fact.
 //!
 //! Each service's migrations create the table (the same definition in each
 //! database; a test holds them equal). This module owns its upkeep.
