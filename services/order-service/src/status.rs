@@ -227,7 +227,9 @@ struct Found {
 /// Returns every named order that exists, with its status before the
 /// statement and whether it moved.
 async fn move_orders(conn: &mut PgConnection, changes: &[Change]) -> Result<HashMap<Uuid, Found>, sqlx::Error> {
-    // Rows are locked in id order, so two batches never wait on each other's locks.
+    // In id order, so two batches lock shared orders in the same order as far as
+    // the plan follows its input (FIFO groups keep an order to one batch at a
+    // time; a deadlock would be a transient error: the batch is held and retried).
     let mut changes: Vec<&Change> = changes.iter().collect();
     changes.sort_by_key(|c| c.order_id);
     // A status with no step before it (PENDING_SHIPMENT) matches no order.
