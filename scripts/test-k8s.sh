@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 
 eval "$("$ROOT/scripts/k8s-tools.sh" --env)"
-export HELM
+export HELM PROMTOOL
 # No __pycache__ in the clone.
 export PYTHONDONTWRITEBYTECODE=1
 step "chart checks (helm $("$HELM" version --short), $("$VENV/bin/python" -m pytest --version 2>&1))"

@@ -1,15 +1,20 @@
 """Monitoring as shipped: the alerts an operator acts on, each linked to its runbook
 entry; the Grafana dashboard as a sidecar-labelled ConfigMap; the ServiceMonitor
 finding every metrics Service; and every query naming only metrics the services
-export (README "Metrics" table) or kube-state-metrics provides.
+export (README "Metrics" table) or kube-state-metrics provides; and the alerts as
+Prometheus evaluates them: `promtool check rules` on every value set, `promtool test
+rules` (charts/tests/alerts/) showing each alert fire on a series and stay quiet on
+another, with the default values and with tuned ones.
 """
 
 import json
 import re
 
 import pytest
+import yaml
 
-from conftest import ROOT, VALUE_SETS, by_kind, load_values, one, render
+from conftest import CHART, RELEASE, ROOT, VALUE_SET_IDS, VALUE_SETS, by_kind, helm, load_values, one, render
+from promrules import ALERT_TESTS, alert_cases, promtool, rule_groups, rules_file, unit_test_file
 
 TLS_SET = next(p for p in VALUE_SETS if p and p.stem == "ingress-tls-values")
 # Alert -> README runbook anchor (the runbook entries are headings "Runbook: ...").
@@ -125,3 +130,77 @@ def test_scrape_annotations_follow_the_switch(enabled):
             assert annotations["prometheus.io/port"] == str(port)
         else:
             assert "prometheus.io/scrape" not in annotations
+
+
+RULES_ON = ("metrics.prometheusRule.enabled=true",)
+# alerts/<test file> -> (values file, namespace) it is written for.
+TUNED_VALUES = ALERT_TESTS / "tuned-values.yaml"
+UNIT_TESTS = {
+    "defaults.test.yaml": (None, "orderflow"),
+    "tuned.test.yaml": (TUNED_VALUES, "shop-prod"),
+}
+
+
+def render_rules(values_file, namespace):
+    """The chart's objects with the PrometheusRule on, in `namespace`."""
+    args = ["-f", str(values_file)] if values_file else []
+    text = helm("template", RELEASE, str(CHART), "--namespace", namespace, "--set", RULES_ON[0], *args).stdout
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.mark.parametrize("values_file", [*VALUE_SETS, TUNED_VALUES], ids=[*VALUE_SET_IDS, "tuned"])
+def test_promtool_accepts_the_rules_of_every_value_set(values_file, tmp_path):
+    proc = promtool("check", "rules", rules_file(render(values_file, RULES_ON), tmp_path))
+    assert proc.returncode == 0 and "SUCCESS: 7 rules found" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("test_file", sorted(UNIT_TESTS))
+def test_alerts_fire_and_stay_quiet_as_their_unit_tests_expect(test_file, tmp_path):
+    values_file, namespace = UNIT_TESTS[test_file]
+    rules_file(render_rules(values_file, namespace), tmp_path)
+    proc = promtool("test", "rules", unit_test_file(test_file, tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case():
+    alerts = {r["alert"] for g in rule_groups(render_rules(None, "orderflow")) for r in g["rules"]}
+    cases = alert_cases("defaults.test.yaml")
+    assert set(cases) == alerts == set(RUNBOOKS)
+    for name, counts in cases.items():
+        assert counts["fires"] >= 1 and counts["quiet"] >= 1, f"{name}: {counts}"
+
+
+def test_the_tuned_values_change_the_rules():
+    default = {r["alert"]: r for g in rule_groups(render_rules(None, "orderflow")) for r in g["rules"]}
+    tuned = {r["alert"]: r for g in rule_groups(render_rules(TUNED_VALUES, "shop-prod")) for r in g["rules"]}
+    changed = {name for name in default if default[name] != tuned[name]}
+    assert changed == set(RUNBOOKS), "every alert reads the namespace and the runbook base"
+    assert set(alert_cases("tuned.test.yaml")) >= {
+        "OrderflowDeadLetterQueueNotEmpty", "OrderflowOutboxBacklogGrowing",
+        "OrderflowConsumerLagAboveTarget", "OrderflowHttp5xxRate"}, "each tuned threshold or queue name is tested"
+
+
+def test_promtool_check_refuses_a_broken_rule(tmp_path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("groups:\n  - name: bad\n    rules:\n      - alert: Broken\n        expr: rate(x[5m] > 0\n")
+    proc = promtool("check", "rules", bad)
+    assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr
+
+
+def test_promtool_test_fails_when_an_alert_does_not_do_what_its_test_expects(tmp_path):
+    rules_file(render_rules(None, "orderflow"), tmp_path)
+    wrong = tmp_path / "wrong.test.yaml"
+    wrong.write_text("""rule_files: [rules.yaml]
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'outbox_parked_rows{namespace="orderflow", job="shop-orderflow-delivery-service"}'
+        values: '0x10'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: OrderflowOutboxRowsParked
+        exp_alerts: [{exp_labels: {severity: warning, job: shop-orderflow-delivery-service}}]
+""")
+    proc = promtool("test", "rules", wrong)
+    assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr
