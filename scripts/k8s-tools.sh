@@ -74,10 +74,11 @@ ensure_promtool() {
     ok "promtool (cached in $PROMTOOL_DIR)"
     return
   fi
-  command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
-    || die "promtool is missing: install Prometheus's promtool (Debian and Ubuntu: the prometheus package) and put it on PATH"
+  if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+    die "promtool is missing: install Prometheus's promtool (Debian and Ubuntu: the prometheus package) and put it on PATH"
+  fi
   step "fetching promtool from Debian's prometheus package (downloaded and unpacked, not installed: no daemon)"
-  if [ $apt_updated -eq 0 ]; then
+  if [ "$apt_updated" -eq 0 ]; then
     $SUDO apt-get update -qq
     apt_updated=1
   fi
