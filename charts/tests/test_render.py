@@ -36,10 +36,11 @@ def test_template_renders_named_objects(values_file):
 
 
 def test_ci_and_invalid_sets_exist():
-    """The value sets this suite promises: KEDA off, ingress with TLS, AWS with pod identity,
-    scale to zero; and a few refusals."""
+    """The value sets this suite promises: KEDA off, ingress with TLS, AWS with each identity
+    mode (static keys, IRSA, EKS Pod Identity), scale to zero; and a few refusals."""
     names = {p.stem for p in VALUE_SETS if p}
-    assert {"keda-off-values", "ingress-tls-values", "aws-sqs-pod-identity-values", "scale-to-zero-values"} <= names
+    assert {"keda-off-values", "ingress-tls-values", "scale-to-zero-values"} <= names
+    assert {"aws-static-keys-values", "aws-irsa-values", "aws-eks-pod-identity-values"} <= names
     assert len(INVALID_VALUES) >= 5
 
 

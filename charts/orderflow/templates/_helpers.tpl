@@ -104,14 +104,50 @@ publishes (API contract: <pipeline>-config, <pipeline>-orders-db, <pipeline>-del
 {{- end -}}
 
 {{/* orderflow.queueUrl: the URL KEDA polls for a queue name. KEDA reads the queue name from
-the URL's path (/<account>/<name>), so it is a full URL: the endpoint's for ElasticMQ or an
-emulator, AWS's regional one otherwise. (dict "root" $ "queue" NAME) */}}
+the URL's path (/<account>/<name>), so it is a full URL: KEDA's view of the endpoint
+(orderflow.kedaSqsEndpoint) for ElasticMQ or an emulator, AWS's regional one otherwise.
+(dict "root" $ "queue" NAME) */}}
 {{- define "orderflow.queueUrl" -}}
 {{- $sqs := .root.Values.pipeline.spec.sqs -}}
-{{- if $sqs.endpoint -}}
-{{- printf "%s/%s/%s" (trimSuffix "/" $sqs.endpoint) .root.Values.keda.awsAccountId .queue -}}
+{{- $account := include "orderflow.awsAccountId" .root -}}
+{{- with include "orderflow.kedaSqsEndpoint" .root -}}
+{{- printf "%s/%s/%s" (trimSuffix "/" .) $account $.queue -}}
 {{- else -}}
-{{- printf "https://sqs.%s.amazonaws.com/%s/%s" $sqs.region .root.Values.keda.awsAccountId .queue -}}
+{{- printf "https://sqs.%s.amazonaws.com/%s/%s" $sqs.region $account .queue -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.kedaSqsEndpoint: the SQS endpoint as KEDA's operator reaches it (empty = AWS). The
+scaler runs in KEDA's namespace, where a bare Service name such as http://elasticmq:9324 does not
+resolve: keda.awsEndpoint when set, else pipeline.spec.sqs.endpoint with a host that has no dot
+(and is no IP literal) qualified as <host>.<release namespace>.svc. */}}
+{{- define "orderflow.kedaSqsEndpoint" -}}
+{{- $endpoint := .Values.pipeline.spec.sqs.endpoint -}}
+{{- if .Values.keda.awsEndpoint -}}
+{{- .Values.keda.awsEndpoint -}}
+{{- else if $endpoint -}}
+{{- $u := urlParse $endpoint -}}
+{{- $hostPort := splitList ":" $u.host -}}
+{{- $host := first $hostPort -}}
+{{- if or (contains "." $host) (hasPrefix "[" $u.host) (not $host) -}}
+{{- $endpoint -}}
+{{- else -}}
+{{- $port := ternary (printf ":%s" (last $hostPort)) "" (gt (len $hostPort) 1) -}}
+{{- urlJoin (merge (dict "host" (printf "%s.%s.svc%s" $host .Release.Namespace $port)) $u) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.awsAccountId: keda.awsAccountId as its 12 digits. `--set keda.awsAccountId=...` gives
+a number, and so does an unquoted id in a values file, which YAML reads as a number (a leading zero
+is lost; a float would print as 1.23456789012e+11): a number is printed as an integer zero-padded
+to 12 digits, which restores exactly the zeros a 12-digit id lost. */}}
+{{- define "orderflow.awsAccountId" -}}
+{{- $id := .Values.keda.awsAccountId -}}
+{{- if kindIs "string" $id -}}
+{{- $id -}}
+{{- else -}}
+{{- printf "%012d" (int64 $id) -}}
 {{- end -}}
 {{- end -}}
 
@@ -135,16 +171,16 @@ http). (dict "url" U "default" N) returns N for an empty URL. */}}
 {{- end -}}
 {{- end -}}
 
-{{/* orderflow.dnsEgress: a NetworkPolicy egress rule to cluster DNS (networkPolicy.dns), UDP and TCP 53. */}}
+{{/* orderflow.dnsEgress: a NetworkPolicy egress rule to cluster DNS: networkPolicy.dns.peers on
+each of networkPolicy.dns.ports, UDP and TCP. */}}
 {{- define "orderflow.dnsEgress" -}}
 - to:
-    - namespaceSelector:
-        {{- toYaml .Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
-      podSelector:
-        {{- toYaml .Values.networkPolicy.dns.podSelector | nindent 8 }}
+    {{- toYaml .Values.networkPolicy.dns.peers | nindent 4 }}
   ports:
-    - {port: 53, protocol: UDP}
-    - {port: 53, protocol: TCP}
+    {{- range .Values.networkPolicy.dns.ports }}
+    - {port: {{ . }}, protocol: UDP}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
 {{- end -}}
 
 {{/* orderflow.egressRule: egress on some TCP ports, to the given peers or, with none, anywhere.
@@ -158,6 +194,40 @@ http). (dict "url" U "default" N) returns N for an empty URL. */}}
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+{{/* orderflow.validateKedaIdentity: KEDA's pod identity must be one it can resolve. identityOwner
+workload (without a roleArn) reads the eks.amazonaws.com/role-arn annotation of each scaled
+Deployment's ServiceAccount (KEDA's resolver, PodIdentityAnnotationEKS): EKS Pod Identity sets
+none, and a ServiceAccount the chart creates must carry one. */}}
+{{- define "orderflow.validateKedaIdentity" -}}
+{{- $v := .Values -}}
+{{- $auth := $v.keda.authentication -}}
+{{- if and $v.keda.enabled (not $v.pipeline.spec.sqs.credentialsSecretRef.name) (eq $auth.podIdentityProvider "aws") (eq $auth.identityOwner "workload") (not $auth.roleArn) -}}
+{{- if eq $v.awsIdentity "eksPodIdentity" -}}
+{{- fail "awsIdentity is eksPodIdentity, but keda.authentication.identityOwner workload makes KEDA assume the role named by the scaled ServiceAccount's eks.amazonaws.com/role-arn annotation (IRSA), which EKS Pod Identity does not set. Use identityOwner keda (a Pod Identity association for KEDA's operator, whose role may read the queues) or keda.authentication.roleArn (a role KEDA's operator may assume)." -}}
+{{- end -}}
+{{- range list (list "statusConsumer" $v.statusConsumer $v.statusConsumer.enabled) (list "deliveryService" $v.deliveryService true) -}}
+{{- $c := index . 1 -}}
+{{- if and (index . 2) $c.autoscaling.enabled $c.serviceAccount.create (not (index (default (dict) $c.serviceAccount.annotations) "eks.amazonaws.com/role-arn")) -}}
+{{- fail (printf "keda.authentication.identityOwner is workload (IRSA), so KEDA assumes the role in the eks.amazonaws.com/role-arn annotation of %s's ServiceAccount, which has none: set %s.serviceAccount.annotations, or keda.authentication.identityOwner keda / roleArn." (index . 0) (index . 0)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderflow.awsIdentityEgress: with EKS Pod Identity (awsIdentity eksPodIdentity and no credentials
+Secret) a pod's AWS SDK fetches its credentials from the Pod Identity agent on the node, at
+link-local 169.254.170.23 (IPv4) or fd00:ec2::23 (IPv6), TCP 80:
+https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html */}}
+{{- define "orderflow.awsIdentityEgress" -}}
+{{- if and (not .Values.pipeline.spec.sqs.credentialsSecretRef.name) (eq .Values.awsIdentity "eksPodIdentity") }}
+- to:
+    - ipBlock: {cidr: 169.254.170.23/32}
+    - ipBlock: {cidr: "fd00:ec2::23/128"}
+  ports:
+    - {port: 80, protocol: TCP}
+{{- end }}
 {{- end -}}
 
 {{/* orderflow.podSecurityContext: every pod runs as the images' numeric non-root user with
@@ -373,6 +443,42 @@ secrets as a read-only file (CLIENT_SECRET_KEY_FILE), never an environment varia
   value: /etc/orderflow/jwt/jwt.pem
 {{- end -}}
 
+{{/* orderflow.databaseCAVolume / Mount / Env: the CA bundle that verifies PostgreSQL's certificate
+(databaseCA: a Secret or a ConfigMap), mounted read-only at /etc/orderflow/postgres-ca/ca.crt and
+named by PGSSLROOTCERT, which sqlx (PgConnectOptions) and libpq read for sslmode verify-ca and
+verify-full. Each renders nothing without a bundle. */}}
+{{- define "orderflow.databaseCAVolume" -}}
+{{- with .Values.databaseCA -}}
+{{- if or .secretName .configMapName }}
+- name: postgres-ca
+  {{- if .secretName }}
+  secret:
+    secretName: {{ .secretName }}
+  {{- else }}
+  configMap:
+    name: {{ .configMapName }}
+  {{- end }}
+    defaultMode: 0444
+    items:
+      - key: {{ .key }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+{{- end -}}
+{{- define "orderflow.databaseCAMount" -}}
+{{- if or .Values.databaseCA.secretName .Values.databaseCA.configMapName }}
+- name: postgres-ca
+  mountPath: /etc/orderflow/postgres-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- define "orderflow.databaseCAEnv" -}}
+{{- if or .Values.databaseCA.secretName .Values.databaseCA.configMapName }}
+- name: PGSSLROOTCERT
+  value: /etc/orderflow/postgres-ca/ca.crt
+{{- end }}
+{{- end -}}
+
 {{/* orderflow.checkovSkips: checkov.io/skip annotations shared by every orderflow
 Deployment; each names the check and why it does not apply (see docs/KUBERNETES.md). */}}
 {{- define "orderflow.checkovSkips" -}}
@@ -391,14 +497,18 @@ what to change. Included once, from order-api.yaml (always rendered). */}}
 {{- if and (not $v.keda.enabled) $v.statusConsumer.enabled $v.statusConsumer.autoscaling.enabled (eq (int $v.statusConsumer.autoscaling.minReplicas) 0) -}}
 {{- fail "statusConsumer.autoscaling.minReplicas is 0 but keda.enabled is false: a CPU HorizontalPodAutoscaler cannot scale from zero. Enable KEDA or use minReplicas 1." -}}
 {{- end -}}
+{{- if and $v.keda.enabled $v.statusConsumer.enabled $v.statusConsumer.autoscaling.enabled (eq (int $v.statusConsumer.autoscaling.minReplicas) 0) (gt (int $v.keda.fallback.replicas) (int $v.statusConsumer.autoscaling.maxReplicas)) -}}
+{{- fail (printf "keda.fallback.replicas (%v) is above statusConsumer.autoscaling.maxReplicas (%v): the fallback of a consumer that scales to zero must fit its bounds." $v.keda.fallback.replicas $v.statusConsumer.autoscaling.maxReplicas) -}}
+{{- end -}}
 {{- range $name, $c := dict "orderApi" $v.orderApi "statusConsumer" $v.statusConsumer "deliveryService" $v.deliveryService -}}
 {{- if and $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
 {{- fail (printf "%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)." $name $c.autoscaling.minReplicas $c.autoscaling.maxReplicas) -}}
 {{- end -}}
 {{- end -}}
-{{- if and (not $v.pipeline.spec.sqs.endpoint) (eq (toString $v.keda.awsAccountId) "000000000000") $v.keda.enabled -}}
+{{- if and (not $v.pipeline.spec.sqs.endpoint) (eq (include "orderflow.awsAccountId" .) "000000000000") $v.keda.enabled -}}
 {{- fail "pipeline.spec.sqs.endpoint is empty (AWS SQS), so keda.awsAccountId must be your AWS account id: KEDA polls https://sqs.<region>.amazonaws.com/<account>/<queue>." -}}
 {{- end -}}
+{{- include "orderflow.validateKedaIdentity" . -}}
 {{- if and (not $v.pipeline.create) (not $v.pipeline.name) -}}
 {{- fail "pipeline.create is false: set pipeline.name to the existing OrderPipeline whose ConfigMap and Secrets the services read." -}}
 {{- end -}}
@@ -407,6 +517,9 @@ what to change. Included once, from order-api.yaml (always rendered). */}}
 {{- end -}}
 {{- if and $v.pgbouncer.enabled (has $v.pipeline.spec.databases.server.sslMode (list "require" "verify-ca" "verify-full")) -}}
 {{- fail (printf "pgbouncer.enabled with pipeline.spec.databases.server.sslMode %s: the services' pools keep that sslmode toward PgBouncer, which serves plain TCP inside the namespace (PgBouncer itself uses it toward PostgreSQL). Use prefer, or run without pgbouncer." $v.pipeline.spec.databases.server.sslMode) -}}
+{{- end -}}
+{{- if and $v.databaseCA.secretName $v.databaseCA.configMapName -}}
+{{- fail "databaseCA names both a Secret and a ConfigMap: set secretName or configMapName, not both." -}}
 {{- end -}}
 {{- $budget := int $v.common.databaseConnectionBudget -}}
 {{- if and (gt $budget 0) $v.pgbouncer.enabled -}}
