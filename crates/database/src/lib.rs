@@ -1,6 +1,7 @@
 //! PostgreSQL connection settings and pool construction shared by the services:
 //! the `DATABASE_*` variables, a lazily connecting pool (a service starts while
-//! its database is briefly away, and `/readyz` says so), and a bounded ping.
+//! its database is briefly away, and `/readyz` says so), a bounded ping, and
+//! [`SchemaCheck`]: `/readyz` waits until the binary's migrations are applied.
 //! Each service owns its migrations and queries.
 //!
 //! The paths that run per request or per message borrow from a [`HotPool`]
@@ -28,8 +29,10 @@ use std::{str::FromStr, time::Duration};
 pub mod group;
 mod hot;
 pub mod metrics;
+mod schema;
 
 pub use hot::HotPool;
+pub use schema::SchemaCheck;
 
 use settings::{Env, ExposeSecret, SecretString};
 use sqlx::{
