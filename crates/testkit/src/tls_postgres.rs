@@ -126,9 +126,10 @@ impl TlsPostgres {
         let data = self.path("data");
         let mut all = vec!["-D", data.as_str()];
         all.extend_from_slice(args);
-        let ok = self.server_command("pg_ctl", &all).status().is_ok_and(|s| s.success());
+        let out = self.server_command("pg_ctl", &all).output().expect("run pg_ctl");
         let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        assert!(ok, "pg_ctl {args:?} failed; the server's log:\n{log}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "pg_ctl {args:?} failed: {said}\nthe server's log:\n{log}");
     }
 
     fn server_tool(&self, tool: &str, args: &[&str]) {
