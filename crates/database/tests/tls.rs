@@ -4,7 +4,9 @@
 //! signed by a CA made for the test ([`testkit::TlsPostgres`]). The CA named by
 //! `sslrootcert=` in `DATABASE_URL` is trusted; without it, or with another
 //! CA, the connection fails saying which certificate check failed; and
-//! verify-full checks the host name where verify-ca does not.
+//! verify-full checks the host name where verify-ca does not. A pooler
+//! address (`DATABASE_POOLER=host:port`) keeps `DATABASE_URL`'s TLS mode
+//! unless `DATABASE_POOLER_SSLMODE` gives that hop its own.
 //!
 //! The same CA given as `PGSSLROOTCERT` (as the chart does) is proven by the
 //! services' and the controller's own processes (`services/*/tests/tls_postgres.rs`):
@@ -77,4 +79,37 @@ async fn the_server_takes_tls_connections_only() {
     let server = TlsPostgres::start();
     let err = connect_all(&server.url("127.0.0.1", "postgres", "sslmode=disable")).await.unwrap_err();
     assert!(err.contains("no pg_hba.conf entry") && err.contains("no encryption"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_without_tls_is_reached_with_its_own_tls_mode() {
+    let server = TlsPostgres::start();
+    let url =
+        server.url("127.0.0.1", "postgres", &format!("sslmode=verify-full&sslrootcert={}", server.ca_file().display()));
+    // The shared local PostgreSQL plays a PgBouncer that offers no trusted TLS.
+    let local: sqlx::postgres::PgConnectOptions = testkit::database_url().parse().unwrap();
+    let pooler = format!("{}:{}", local.get_host(), local.get_port());
+    let read = |pairs: &[(&str, &str)]| {
+        let mut all = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("DATABASE_POOLER", pooler.as_str()),
+            ("DATABASE_ACQUIRE_TIMEOUT", "2s"),
+        ];
+        all.extend_from_slice(pairs);
+        let mut env = Env::from_pairs(all);
+        let s = DatabaseSettings::from_env(&mut env, "postgres", 4);
+        env.finish().expect("valid settings");
+        s
+    };
+
+    let kept = read(&[]).pool().unwrap();
+    let err = sqlx::query_scalar::<_, bool>(SSL_IN_USE).fetch_one(&kept).await.unwrap_err().to_string();
+    // Its certificate is not trusted (Debian's snakeoil), or it has no TLS at all.
+    assert!(err.contains("certificate") || err.contains("TLS"), "verify-full towards the pooler too: {err}");
+
+    let s = read(&[("DATABASE_POOLER_SSLMODE", "disable")]);
+    let ssl = sqlx::query_scalar::<_, bool>(SSL_IN_USE).fetch_one(&s.pool().unwrap()).await.unwrap();
+    assert!(!ssl, "the pool reaches the pooler in the clear, as told");
+    let ssl = sqlx::query_scalar::<_, bool>(SSL_IN_USE).fetch_one(&s.direct_pool(1).unwrap()).await.unwrap();
+    assert!(ssl, "the direct connection still verifies the server");
 }
