@@ -2,7 +2,8 @@
 //! private CA: `DATABASE_URL` with `sslmode=verify-full` and the CA bundle in
 //! `PGSSLROOTCERT` (a process of its own, so the variable is its alone). It
 //! migrates and serves over TLS (`/readyz`: PostgreSQL and its schema up);
-//! with another CA, or none, `migrate` fails naming the certificate problem.
+//! with another CA, or none, `migrate` fails and `/readyz` says why, naming the
+//! certificate problem.
 //! The server: [`testkit::TlsPostgres`], its certificate signed by a CA made here.
 
 use std::{path::Path, process::Output, time::Duration};
@@ -53,4 +54,25 @@ async fn serves_over_verify_full_with_the_ca_in_pgsslrootcert() {
     for check in ["postgres", "schema"] {
         assert_eq!(body["checks"][check]["status"], "up", "{check}: {body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_another_ca_readyz_names_the_certificate_problem() {
+    telemetry::init_test_logging("error");
+    let server = TlsPostgres::start();
+    let env = [
+        ("DATABASE_URL", server.url("127.0.0.1", "postgres", "sslmode=verify-full")),
+        ("DATABASE_MIGRATE", "false".to_owned()),
+        ("PGSSLROOTCERT", server.other_ca_file().display().to_string()),
+        ("SQS_ENDPOINT_URL", testkit::sqs_endpoint()),
+        ("CONSUMER_ENABLED", "false".to_owned()),
+        ("SCHEDULER_ENABLED", "false".to_owned()),
+        ("OUTBOX_RELAY_ENABLED", "false".to_owned()),
+    ];
+    let service = Spawn::new(BINARY, env.map(|(k, v)| (k.to_owned(), v))).start().await;
+    let resp = reqwest::get(format!("{}/readyz", service.url)).await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    let detail = body["checks"]["postgres"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("invalid peer certificate: UnknownIssuer"), "{body}");
 }
