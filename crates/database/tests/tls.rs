@@ -9,7 +9,8 @@
 //! unless `DATABASE_POOLER_SSLMODE` gives that hop its own.
 //!
 //! The same CA given as `PGSSLROOTCERT` (as the chart does) is proven by the
-//! services' and the controller's own processes (`services/*/tests/tls_postgres.rs`):
+//! services' and the controller's own processes (`services/*/tests/tls_postgres.rs`,
+//! `services/controller/tests/postgres_tls.rs`):
 //! an environment variable is process-wide and these tests run in parallel.
 
 use database::DatabaseSettings;
