@@ -50,7 +50,20 @@ ensure_tools() {
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 }
 
+# The TLS tests start a private server (testkit::TlsPostgres, initdb and pg_ctl)
+# with a CA they make (openssl): needed even when a PostgreSQL already runs.
+ensure_tls_test_tools() {
+  local missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v openssl >/dev/null || missing+=(openssl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]} (apt)"
+    apt_install "${missing[@]}"
+  fi
+}
+
 ensure_tools
 ensure_postgres
+ensure_tls_test_tools
 ensure_redis
 [ "${1:-}" = "--no-sqs" ] || "$ROOT/scripts/sqs-emulator.sh" start

@@ -1,6 +1,7 @@
 //! PostgreSQL connection settings and pool construction shared by the services:
 //! the `DATABASE_*` variables, a lazily connecting pool (a service starts while
-//! its database is briefly away, and `/readyz` says so), and a bounded ping.
+//! its database is briefly away, and `/readyz` says so), a bounded ping, and
+//! [`SchemaCheck`]: `/readyz` waits until the binary's migrations are applied.
 //! Each service owns its migrations and queries.
 //!
 //! The paths that run per request or per message borrow from a [`HotPool`]
@@ -28,13 +29,15 @@ use std::{str::FromStr, time::Duration};
 pub mod group;
 mod hot;
 pub mod metrics;
+mod schema;
 
 pub use hot::HotPool;
+pub use schema::SchemaCheck;
 
 use settings::{Env, ExposeSecret, SecretString};
 use sqlx::{
     Connection, PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions, PgSslMode},
 };
 
 /// Prepared statements a direct connection keeps by default (sqlx's own default).
@@ -49,8 +52,10 @@ pub enum Pooler {
     Url(SecretString),
     /// `DATABASE_URL`'s user, password, database and TLS mode at this address
     /// (`host[:port]`): how the chart points the pool at its PgBouncer while the
-    /// controller's Secret holds one URL.
-    Address { host: String, port: u16 },
+    /// controller's Secret holds one URL. `ssl_mode` (`DATABASE_POOLER_SSLMODE`)
+    /// replaces the TLS mode for this hop alone: a PgBouncer without client TLS
+    /// in front of a server reached with `verify-full`.
+    Address { host: String, port: u16, ssl_mode: Option<PgSslMode> },
 }
 
 /// How to reach a service's database.
@@ -85,13 +90,22 @@ impl DatabaseSettings {
         if let Err(e) = &direct {
             env.invalid("DATABASE_URL", e);
         }
-        let pooler = env.secret("DATABASE_POOLER").and_then(|raw| match parse_pooler(raw.expose_secret()) {
+        let mut pooler = env.secret("DATABASE_POOLER").and_then(|raw| match parse_pooler(raw.expose_secret()) {
             Ok(pooler) => Some(pooler),
             Err(e) => {
                 env.invalid("DATABASE_POOLER", e);
                 None
             }
         });
+        if let Some(mode) = env.optional::<PgSslMode>("DATABASE_POOLER_SSLMODE") {
+            match &mut pooler {
+                Some(Pooler::Address { ssl_mode, .. }) => *ssl_mode = Some(mode),
+                _ => env.invalid(
+                    "DATABASE_POOLER_SSLMODE",
+                    "only with DATABASE_POOLER=host[:port] (a pooler URL names its own sslmode)",
+                ),
+            }
+        }
         let statement_cache = match pooler {
             Some(_) => {
                 if env.get("DATABASE_STATEMENT_CACHE", 0usize) != 0 {
@@ -190,9 +204,13 @@ impl DatabaseSettings {
         };
         let connect = match pooler {
             Pooler::Url(url) => connect_options(url.expose_secret()),
-            Pooler::Address { host, port } => {
-                connect_options(self.url.expose_secret()).map(|o| o.host(host).port(*port))
-            }
+            Pooler::Address { host, port, ssl_mode } => connect_options(self.url.expose_secret()).map(|o| {
+                let o = o.host(host).port(*port);
+                match ssl_mode {
+                    Some(mode) => o.ssl_mode(*mode),
+                    None => o,
+                }
+            }),
         }?
         .statement_cache_capacity(0);
         Ok(options
@@ -296,7 +314,7 @@ fn parse_pooler(raw: &str) -> Result<Pooler, String> {
     if host.is_empty() || host.contains(['/', '@', ' ', '?']) {
         return Err(format!("{raw:?} is neither a postgres:// URL nor host:port"));
     }
-    Ok(Pooler::Address { host: host.to_owned(), port })
+    Ok(Pooler::Address { host: host.to_owned(), port, ssl_mode: None })
 }
 
 /// `SELECT 1` within `timeout`, for readiness probes.
@@ -352,10 +370,10 @@ mod tests {
     #[test]
     fn a_pooler_is_a_url_or_an_address_and_turns_the_cache_off() {
         let s = read(&[("DATABASE_URL", "postgres://u:pw@db:5432/orders"), ("DATABASE_POOLER", "pgbouncer")]).unwrap();
-        assert!(matches!(&s.pooler, Some(Pooler::Address { host, port: 6432 }) if host == "pgbouncer"));
+        assert!(matches!(&s.pooler, Some(Pooler::Address { host, port: 6432, ssl_mode: None }) if host == "pgbouncer"));
         assert_eq!(s.statement_cache, 0);
         let s = read(&[("DATABASE_POOLER", "127.0.0.1:7432")]).unwrap();
-        assert!(matches!(&s.pooler, Some(Pooler::Address { host, port: 7432 }) if host == "127.0.0.1"));
+        assert!(matches!(&s.pooler, Some(Pooler::Address { host, port: 7432, .. }) if host == "127.0.0.1"));
         let s = read(&[("DATABASE_POOLER", "postgres://app.x:secret@pooler.example:6543/orders")]).unwrap();
         assert!(matches!(&s.pooler, Some(Pooler::Url(_))));
         assert!(!format!("{s:?}").contains("secret"), "the pooler URL is a secret");
@@ -415,5 +433,23 @@ mod tests {
         assert_eq!(pooled.connect_options().get_database(), Some("orders"));
         let direct = s.direct_pool(1).unwrap();
         assert_eq!((direct.connect_options().get_host(), direct.connect_options().get_port()), ("db", 5432));
+    }
+
+    #[tokio::test]
+    async fn the_poolers_tls_mode_may_differ_from_the_servers() {
+        let url = ("DATABASE_URL", "postgres://u:pw@db:5432/orders?sslmode=verify-full");
+        let s = read(&[url, ("DATABASE_POOLER", "pgbouncer"), ("DATABASE_POOLER_SSLMODE", "prefer")]).unwrap();
+        assert!(matches!(s.pool().unwrap().connect_options().get_ssl_mode(), PgSslMode::Prefer));
+        assert!(matches!(s.direct_pool(1).unwrap().connect_options().get_ssl_mode(), PgSslMode::VerifyFull));
+        let s = read(&[url, ("DATABASE_POOLER", "pgbouncer")]).unwrap();
+        assert!(matches!(s.pool().unwrap().connect_options().get_ssl_mode(), PgSslMode::VerifyFull), "kept by default");
+        for bad in [
+            vec![url, ("DATABASE_POOLER_SSLMODE", "prefer")],
+            vec![url, ("DATABASE_POOLER", "postgres://p@pooler:6432/orders"), ("DATABASE_POOLER_SSLMODE", "prefer")],
+            vec![url, ("DATABASE_POOLER", "pgbouncer"), ("DATABASE_POOLER_SSLMODE", "sometimes")],
+        ] {
+            let err = read(&bad).unwrap_err().to_string();
+            assert!(err.contains("DATABASE_POOLER_SSLMODE"), "{err}");
+        }
     }
 }

@@ -11,6 +11,13 @@ pub struct TestDb {
 impl TestDb {
     /// Creates `orderflow_test_<tag>` and applies `migrator` to it.
     pub async fn create(migrator: &sqlx::migrate::Migrator) -> anyhow::Result<Self> {
+        Self::create_to(migrator, None).await
+    }
+
+    /// Creates `orderflow_test_<tag>` and applies `migrator`'s migrations up to
+    /// and including version `target` (all of them with `None`): the database
+    /// an older release left behind.
+    pub async fn create_to(migrator: &sqlx::migrate::Migrator, target: Option<i64>) -> anyhow::Result<Self> {
         let admin_url = crate::database_url();
         let name = format!("orderflow_test_{}", crate::unique_tag());
         let mut admin = PgConnection::connect(&admin_url).await?;
@@ -19,7 +26,10 @@ impl TestDb {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).execute(&mut admin).await?;
         let url = replace_database(&admin_url, &name);
         let pool = PgPoolOptions::new().max_connections(1).connect(&url).await?;
-        migrator.run(&pool).await?;
+        match target {
+            Some(version) => migrator.run_to(version, &pool).await?,
+            None => migrator.run(&pool).await?,
+        }
         pool.close().await;
         Ok(Self { name, url, admin_url })
     }

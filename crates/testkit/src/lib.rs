@@ -1,7 +1,8 @@
 //! Test fixtures over the real servers: a throw-away PostgreSQL database per
 //! test, uniquely named SQS queues per test, a TCP proxy that can cut a
 //! connection on demand (to play an SQS or Redis outage), a private
-//! `redis-server` that a test may stop, service binaries as real processes, and
+//! `redis-server` that a test may stop, a private PostgreSQL that takes only
+//! TLS (its CA made by the test), service binaries as real processes, and
 //! [`eventually`], the one way tests wait for a condition.
 //!
 //! Everything a fixture creates is removed when it is dropped, so parallel tests
@@ -14,12 +15,14 @@ pub mod process;
 pub mod proxy;
 pub mod queues;
 pub mod redis_server;
+pub mod tls_postgres;
 
 pub use db::TestDb;
 pub use process::{ServiceProcess, Spawn};
 pub use proxy::Proxy;
 pub use queues::TestQueues;
 pub use redis_server::RedisServer;
+pub use tls_postgres::TlsPostgres;
 
 /// The local PostgreSQL's admin URL (database `postgres`) the tests connect to.
 pub fn database_url() -> String {

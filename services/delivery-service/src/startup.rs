@@ -84,6 +84,7 @@ impl Application {
         let accepting = Accepting::default();
         let state = http::AppState {
             db: pool.clone(),
+            schema: database::SchemaCheck::new(pool.clone(), &MIGRATOR),
             publisher: publisher.clone(),
             queues: queues.clone().into(),
             accepting: accepting.clone(),

@@ -79,6 +79,7 @@ impl Application {
         let accepting = Accepting::default();
         let mut ops = Operations {
             db: pool.clone(),
+            schema: database::SchemaCheck::new(pool.clone(), &MIGRATOR),
             publisher: publisher.clone(),
             queues: queues.clone().into(),
             redis: None,

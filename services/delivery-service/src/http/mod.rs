@@ -19,6 +19,8 @@ use web::Accepting;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// `/readyz` waits until the database has every migration this binary embeds.
+    pub schema: database::SchemaCheck,
     /// `/readyz` checks that SQS answers for these queues.
     pub publisher: Publisher,
     pub queues: Arc<[String]>,

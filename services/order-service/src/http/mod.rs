@@ -91,6 +91,8 @@ pub struct Live {
 #[derive(Clone)]
 pub struct Operations {
     pub db: PgPool,
+    /// `/readyz` waits until the database has every migration this binary embeds.
+    pub schema: database::SchemaCheck,
     /// `/readyz` checks that SQS answers for these queues.
     pub publisher: Publisher,
     pub queues: Arc<[String]>,
