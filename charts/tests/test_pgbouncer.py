@@ -47,6 +47,9 @@ def test_services_pools_go_through_pgbouncer_and_keep_the_direct_url():
     for name in SERVICES:
         deployment = one(objects, "Deployment", name)
         assert env_of(deployment)["DATABASE_POOLER"] == f"{PGB}:6432", name
+        # PgBouncer serves plain TCP: the pools' hop to it must not demand TLS
+        # (crates/database: DATABASE_POOLER_SSLMODE replaces the URL's sslmode there).
+        assert env_of(deployment)["DATABASE_POOLER_SSLMODE"] == "prefer", name
         # DATABASE_URL still comes from the controller's Secret: the direct connection.
         envfrom = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
         assert any(e.get("secretRef", {}).get("name", "").endswith("-db") for e in envfrom), name
@@ -153,3 +156,14 @@ def test_checkov_passes_with_pgbouncer(tmp_path):
 def test_lints_strictly_with_pgbouncer():
     out = helm("lint", "--strict", str(CHART), "--namespace", "orderflow", "--set", "pgbouncer.enabled=true").stdout
     assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_verify_full_through_pgbouncer_verifies_postgres_and_not_the_in_namespace_hop():
+    objects = render(Path(__file__).parent / "data" / "pgbouncer-verify-full-values.yaml")
+    for name in SERVICES:
+        env = env_of(one(objects, "Deployment", name))
+        assert env["DATABASE_POOLER_SSLMODE"] == "prefer", name
+        assert env["PGSSLROOTCERT"].startswith("/"), name
+    ini = "\n".join(str(v) for o in objects if o["kind"] == "ConfigMap" for v in o.get("data", {}).values())
+    assert "server_tls_sslmode = verify-full" in ini
+    assert "server_tls_ca_file" in ini

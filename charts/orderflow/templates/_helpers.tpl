@@ -367,11 +367,15 @@ prometheus.io/path: /metrics
 {{- end -}}
 
 {{/* orderflow.poolerEnv: with pgbouncer.enabled, the services' pools go through the chart's
-PgBouncer (same role, password and database as DATABASE_URL, which stays direct for LISTEN). */}}
+PgBouncer (same role, password and database as DATABASE_URL, which stays direct for LISTEN).
+PgBouncer serves plain TCP inside the namespace (its NetworkPolicy admits only the services),
+so that one hop uses `prefer` whatever sslMode the direct connection verifies with. */}}
 {{- define "orderflow.poolerEnv" -}}
 {{- if .Values.pgbouncer.enabled }}
 - name: DATABASE_POOLER
   value: "{{ include "orderflow.componentName" (dict "root" . "component" "pgbouncer") }}:6432"
+- name: DATABASE_POOLER_SSLMODE
+  value: prefer
 {{- end }}
 {{- end -}}
 
@@ -514,9 +518,6 @@ what to change. Included once, from order-api.yaml (always rendered). */}}
 {{- end -}}
 {{- if and $v.ingress.enabled (not $v.ingress.host) -}}
 {{- fail "ingress.enabled is true: set ingress.host to the host name clients use." -}}
-{{- end -}}
-{{- if and $v.pgbouncer.enabled (has $v.pipeline.spec.databases.server.sslMode (list "require" "verify-ca" "verify-full")) -}}
-{{- fail (printf "pgbouncer.enabled with pipeline.spec.databases.server.sslMode %s: the services' pools keep that sslmode toward PgBouncer, which serves plain TCP inside the namespace (PgBouncer itself uses it toward PostgreSQL). Use prefer, or run without pgbouncer." $v.pipeline.spec.databases.server.sslMode) -}}
 {{- end -}}
 {{- if and $v.databaseCA.secretName $v.databaseCA.configMapName -}}
 {{- fail "databaseCA names both a Secret and a ConfigMap: set secretName or configMapName, not both." -}}
