@@ -91,7 +91,7 @@ class Tilt:
             self._exists(dep)
         self.local[name] = {"cmd": cmd, "deps": list(deps or []), "resource_deps": list(resource_deps or []),
                             "trigger_mode": trigger_mode, "auto_init": auto_init, "env": dict(env or {}),
-                            "labels": list(labels or [])}
+                            "labels": list(labels or []), "ignore": list(ignore or [])}
 
     def link(self, url, name=""):
         return {"url": url, "name": name}
