@@ -226,6 +226,10 @@ impl ApiServer {
                             "Event {}",
                             body["note"]
                         );
+                        // events.k8s.io refuses longer notes (NoteLengthLimit, kubernetes
+                        // pkg/apis/core/validation/events.go), and the Event is lost.
+                        let note = body["note"].as_str().unwrap_or_default();
+                        assert!(note.len() <= 1024, "the API server refuses a {}-byte note: {note}", note.len());
                         send.send_response(json_response(StatusCode::OK, &body));
                     }
                 }
