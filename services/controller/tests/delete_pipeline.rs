@@ -7,9 +7,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
-use common::{rbac::Role, *};
+use common::{
+    rbac::{self, Role},
+    *,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use orderflow_controller::{
@@ -53,9 +56,15 @@ async fn deleted_when_the_controller_removes_the_finalizer() {
     ]);
 
     let outcome = delete_pipeline::delete_pipeline(client, &args(&p, Duration::from_secs(120))).await.unwrap();
-    finish(server).await;
+    let seen = finish(server).await;
 
     assert_eq!(outcome, Outcome::Deleted { waited: 2 * POLL }, "gone at the third look, one poll apart");
+    // The hook's Role grants exactly the verbs used (each request was authorized on arrival).
+    let used: BTreeSet<String> =
+        seen.iter().map(|s| rbac::attributes(&s.method, &s.path, "").expect("a resource request").verb).collect();
+    let role = Role::uninstall_hook(NAMESPACE, p.metadata.name.as_deref().unwrap());
+    let granted: BTreeSet<String> = role.rules.iter().flat_map(|r| r.verbs.iter().cloned()).collect();
+    assert_eq!(used, granted);
     assert_eq!(outcome.exit_code(), EXIT_GONE);
     let message = outcome.message(NAMESPACE, &p.metadata.name.clone().unwrap(), Duration::from_secs(120));
     assert!(message.starts_with("deleted: ") && message.contains("is gone after 4s"), "{message}");
