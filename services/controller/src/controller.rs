@@ -29,7 +29,7 @@ use serde_json::json;
 
 use crate::{
     engine::{self, Change, Failure, Inputs},
-    metrics,
+    metrics, note,
     plan::{
         self,
         conditions::{self, Part, Parts},
@@ -132,7 +132,8 @@ pub fn error_policy(pipeline: Arc<OrderPipeline>, error: &Error, ctx: Arc<Contex
 }
 
 async fn publish_event(ctx: &Context, p: &OrderPipeline, type_: EventType, reason: &str, action: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    let note = Some(note::fit(note));
+    let event = Event { type_, reason: reason.into(), note, action: action.into(), secondary: None };
     // An Event that cannot be written must not fail the reconcile it reports on.
     if let Err(e) = ctx.recorder.publish(&event, &p.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "cannot publish Event");

@@ -7,12 +7,15 @@
 //! ([`postgres`]) with them; [`controller`] is the thin kube-rs glue
 //! (finalizer, error policy, server-side apply, Events) and [`run`] the
 //! in-cluster process (leader election, health, metrics); [`once`] is the
-//! cluster-less `reconcile-once`. [`resource`] holds the CRD types,
-//! [`validate`] the spec checks.
+//! cluster-less `reconcile-once`, [`delete_pipeline`] the uninstall hook's
+//! delete-and-wait. [`note`] keeps Event notes within the API server's limit.
+//! [`resource`] holds the CRD types, [`validate`] the spec checks.
 
 pub mod controller;
+pub mod delete_pipeline;
 pub mod engine;
 pub mod metrics;
+pub mod note;
 pub mod once;
 pub mod plan;
 pub mod postgres;

@@ -5,12 +5,14 @@
 //! orderflow-controller [run]                            # the in-cluster controller
 //! orderflow-controller reconcile-once --file F [--state S] [--env-dir D]
 //!                                                       # one reconcile, no cluster
+//! orderflow-controller delete-pipeline NAME [--namespace NS] [--timeout-seconds N]
+//!                                                       # delete and wait (helm's pre-delete hook)
 //! ```
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
-use orderflow_controller::{once, run};
+use orderflow_controller::{delete_pipeline, once, run};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +44,18 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         env_dir: Option<PathBuf>,
     },
+    /// Delete an OrderPipeline and wait until the controller has removed its finalizer
+    /// (exit 0: deleted or already gone; 3: still there at the timeout; 1: API error).
+    DeletePipeline {
+        /// The OrderPipeline's name.
+        name: String,
+        /// Its namespace (default: the pod's, or the kubeconfig's).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// How long to wait for the finalizer to go.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
 }
 
 #[tokio::main]
@@ -60,6 +74,15 @@ async fn main() {
                     std::process::exit(e.exit_code());
                 }
             }
+        }
+        Command::DeletePipeline { name, namespace, timeout_seconds } => {
+            let args = delete_pipeline::Args {
+                name,
+                namespace,
+                timeout: Duration::from_secs(timeout_seconds),
+                poll: Duration::from_secs(2),
+            };
+            std::process::exit(delete_pipeline::main(&args).await);
         }
         Command::Run => {
             let telemetry = telemetry::init(

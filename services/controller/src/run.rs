@@ -112,6 +112,11 @@ fn ops_router(health: Health) -> Router {
 pub async fn run(settings: RunSettings, stop: CancellationToken) -> anyhow::Result<()> {
     // kube's errors already carry their causes in their message.
     let client = Client::try_default().await.map_err(|e| anyhow::anyhow!("no Kubernetes client: {e}"))?;
+    run_with_client(client, settings, stop).await
+}
+
+/// [`run`] on a given client (the tests' mocked API server).
+pub async fn run_with_client(client: Client, settings: RunSettings, stop: CancellationToken) -> anyhow::Result<()> {
     let namespace = settings.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
     // Fail fast, and say how to fix it, when the CRD is missing or RBAC forbids the watch.
     let pipelines: Api<OrderPipeline> = Api::namespaced(client.clone(), &namespace);

@@ -333,6 +333,33 @@ async fn a_bad_spec_reports_what_to_fix_and_creates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_longer_than_the_api_server_takes_is_cut_and_the_status_keeps_it_all() {
+    let tag = tag();
+    let mut bad = spec(&tag);
+    // Four names that are not FIFO queue names, each quoted back in the message: well over 1 KiB.
+    for (i, queue) in [&mut bad.queues.orders, &mut bad.queues.delivery_status].into_iter().enumerate() {
+        queue.name = format!("{tag}-{i}-{}", "é".repeat(150));
+        queue.dead_letter.name = format!("{tag}-{i}-dlq-{}", "é".repeat(150));
+    }
+    let p = finalized(pipeline(&tag, bad));
+
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        warning("InvalidSpec"),
+        Step::ApplyStatus { pipeline: Box::new(p.clone()), check: Box::new(|_| {}) },
+    ]);
+    reconcile(Arc::new(p), ctx).await.expect_err("an invalid spec fails the reconcile");
+    let seen = finish(server).await;
+
+    let message = applied_status(&seen).conditions[0].message.clone();
+    assert!(message.len() > 2048, "the status keeps every problem ({} bytes)", message.len());
+    let note = seen.iter().find(|s| s.path.contains("events")).unwrap().body["note"].as_str().unwrap().to_owned();
+    assert!(note.len() <= orderflow_controller::note::MAX_NOTE_BYTES, "{} bytes", note.len());
+    let kept = note.strip_suffix(orderflow_controller::note::TRUNCATED).expect("the note says it was cut");
+    assert!(message.starts_with(kept), "the note is the message's beginning");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_admin_secret_says_what_to_create_and_creates_nothing() {
     let tag = tag();
     let spec = spec(&tag);

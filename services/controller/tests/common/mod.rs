@@ -1,13 +1,16 @@
 //! Fixtures of the controller's integration tests: a mocked Kubernetes API
 //! server that plays a script (each expected request is asserted and
 //! answered; a request that never comes fails the test after a timeout, and so
-//! does one nobody expected), pipelines with unique names, and a guard that
-//! deletes the queues, databases and roles a test made, whatever happened.
+//! does one nobody expected; and one the Role under test does not allow, see
+//! [`rbac`]), pipelines with unique names, and a guard that deletes the
+//! queues, databases and roles a test made, whatever happened.
 //!
 //! SQS and PostgreSQL are the real ones (the emulator on 127.0.0.1:9324 and
 //! the local server); only the Kubernetes API is mocked.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod rbac;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -69,12 +72,17 @@ pub fn admin_secret() -> Secret {
     }
 }
 
-/// A reconciler context on a mocked API server.
-pub fn context() -> (Arc<Context>, ApiServer) {
+/// A client on a mocked API server that lets through what `role` allows.
+pub fn api_server(role: rbac::Role) -> (Client, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, NAMESPACE);
+    (Client::new(service, NAMESPACE), ApiServer { handle, role })
+}
+
+/// A reconciler context on a mocked API server, with the controller's Role.
+pub fn context() -> (Arc<Context>, ApiServer) {
+    let (client, server) = api_server(rbac::Role::controller(NAMESPACE));
     let reporter = Reporter { controller: "orderflow-controller".into(), instance: Some("test".into()) };
-    (Context::new(client, reporter, Duration::from_secs(300)), ApiServer(handle))
+    (Context::new(client, reporter, Duration::from_secs(300)), server)
 }
 
 pub fn pipeline_path(p: &OrderPipeline) -> String {
@@ -109,6 +117,9 @@ pub enum Step {
     JsonPatch { path: String, check: Check, reply: Box<OrderPipeline> },
     /// An Event (`POST`, or `PATCH` of a repeated one) of this type and reason.
     Event { type_: &'static str, reason: String },
+    /// `DELETE path`; `None` answers 404, else the object (as the API server
+    /// answers a delete that waits for finalizers).
+    Delete { path: String, reply: Option<Value> },
 }
 
 impl std::fmt::Debug for Step {
@@ -119,6 +130,7 @@ impl std::fmt::Debug for Step {
             Step::ApplyStatus { pipeline, .. } => write!(f, "PATCH (apply) {}/status", pipeline_path(pipeline)),
             Step::JsonPatch { path, .. } => write!(f, "PATCH (json) {path}"),
             Step::Event { type_, reason } => write!(f, "{type_} Event {reason}"),
+            Step::Delete { path, .. } => write!(f, "DELETE {path}"),
         }
     }
 }
@@ -140,8 +152,11 @@ pub struct Seen {
     pub body: Value,
 }
 
-/// The mocked API server.
-pub struct ApiServer(Handle<Request<Body>, Response<Body>>);
+/// The mocked API server, authorizing every request with one Role.
+pub struct ApiServer {
+    handle: Handle<Request<Body>, Response<Body>>,
+    role: rbac::Role,
+}
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     Response::builder()
@@ -163,7 +178,7 @@ impl ApiServer {
     /// Plays `steps` in order, then fails on any further request (seen once
     /// the reconciler's client is dropped). Returns what it saw.
     pub fn run(self, steps: Vec<Step>) -> JoinHandle<Vec<Seen>> {
-        let mut handle = self.0;
+        let ApiServer { mut handle, role } = self;
         tokio::spawn(async move {
             let mut seen = Vec::new();
             for step in steps {
@@ -174,8 +189,21 @@ impl ApiServer {
                 let method = request.method().clone();
                 let path = request.uri().path().to_owned();
                 let query = request.uri().query().unwrap_or_default().to_owned();
+                let content_type = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
                 let bytes = request.into_body().collect_bytes().await.unwrap();
                 let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+                role.assert_allows(&rbac::Request {
+                    method: &method,
+                    path: &path,
+                    query: &query,
+                    content_type: &content_type,
+                    body: &body,
+                });
                 let got = format!("{method} {path}");
                 match step {
                     Step::Get { path: want, reply } => {
@@ -213,6 +241,13 @@ impl ApiServer {
                         check(&body);
                         send.send_response(json_response(StatusCode::OK, &reply));
                     }
+                    Step::Delete { path: want, reply } => {
+                        assert_eq!(got, format!("DELETE {want}"), "expected DELETE {want}");
+                        send.send_response(match reply {
+                            Some(v) => json_response(StatusCode::OK, &v),
+                            None => not_found(&want),
+                        });
+                    }
                     Step::Event { type_, reason } => {
                         let events = format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events");
                         assert!(
@@ -226,6 +261,10 @@ impl ApiServer {
                             "Event {}",
                             body["note"]
                         );
+                        // events.k8s.io refuses longer notes (NoteLengthLimit, kubernetes
+                        // pkg/apis/core/validation/events.go), and the Event is lost.
+                        let note = body["note"].as_str().unwrap_or_default();
+                        assert!(note.len() <= 1024, "the API server refuses a {}-byte note: {note}", note.len());
                         send.send_response(json_response(StatusCode::OK, &body));
                     }
                 }
