@@ -5,13 +5,14 @@
 //! The decisions are Kubernetes-free and pure ([`plan`]: observed state in,
 //! actions out); [`engine`] observes and acts on SQS ([`sqs`]) and PostgreSQL
 //! ([`postgres`]) with them; [`controller`] is the thin kube-rs glue
-//! (finalizer, error policy, server-side apply, Events) and [`run`] the
-//! in-cluster process (leader election, health, metrics); [`once`] is the
-//! cluster-less `reconcile-once`. [`resource`] holds the CRD types,
-//! [`validate`] the spec checks.
+//! (finalizer, error policy, server-side apply, Events), [`keys`] the calls
+//! for the key Secrets, and [`run`] the in-cluster process (leader election,
+//! health, metrics); [`once`] is the cluster-less `reconcile-once`.
+//! [`resource`] holds the CRD types, [`validate`] the spec checks.
 
 pub mod controller;
 pub mod engine;
+pub mod keys;
 pub mod metrics;
 pub mod once;
 pub mod plan;
