@@ -1,14 +1,13 @@
 """Rendering the chart twice gives the same bytes, for the defaults and every ci/ value set.
 
-Argo CD (and Flux, Tilt, any `helm template | kubectl apply` pipeline) renders the chart
-without a cluster to read from: `lookup` returns an empty map there, so a template that
-falls back to `genPrivateKey` or `randAlphaNum` makes a new secret on every render and the
-next sync rotates it. Argo CD documents this: "Argo CD does not support the `lookup`
-function" and recommends against random values in templates
-(https://argo-cd.readthedocs.io/en/stable/user-guide/helm/#helm-lookup-function and
-https://argo-cd.readthedocs.io/en/stable/user-guide/helm/#random-data-in-helm-charts).
-The keys are the controller's job (docs/CONTROLLER.md, "Keys"); nothing the chart renders
-may change between two renders of the same values.
+Argo CD (and Flux, Tilt, any `helm template | kubectl apply` pipeline) renders with
+`helm template`, which does not talk to the cluster: there `lookup` returns an empty map
+(Helm: https://helm.sh/docs/chart_template_guide/functions_and_pipelines/#using-the-lookup-function),
+so a template that falls back to `genPrivateKey` or `randAlphaNum` makes a new secret on every
+render. Argo CD re-renders on every comparison, so such an app is always OutOfSync and each
+auto-sync applies a new value (https://argo-cd.readthedocs.io/en/stable/user-guide/helm/#random-data):
+a rotated signing key or client-secret key. The keys are the controller's job
+(docs/CONTROLLER.md, "Keys"); nothing the chart renders may change between two renders.
 """
 
 import difflib
