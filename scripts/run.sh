@@ -21,7 +21,8 @@ ok "built into $BIN"
 # The queues and databases are the controller's job, here as in a cluster: one
 # reconcile of k8s/examples/local.yaml creates (or adopts, or repairs) them and
 # prints the ConfigMap and Secrets the services read. The generated database
-# passwords are kept in a state file, so every run publishes the same ones.
+# passwords and the order API's keys (JWT signing key, client secret key) are
+# kept in a state file, so every run publishes the same ones.
 step "provisioning queues and databases (orderflow-controller reconcile-once --file k8s/examples/local.yaml)"
 PIPELINE_DIR="$RUN_DIR/pipeline"
 if ! "$BIN/orderflow-controller" reconcile-once --file "$ROOT/k8s/examples/local.yaml" \
@@ -49,20 +50,11 @@ elif pgbouncer_running; then
   pgbouncer_stop
 fi
 
-KEY="$STATE_DIR/dev-jwt-signing-key.pem"
-if [ ! -f "$KEY" ]; then
-  "$BIN/order-service" keys generate >"$KEY"
-  chmod 600 "$KEY"
-  ok "generated a development JWT signing key at $KEY"
-fi
-
-# The key generated client secrets are stored under (HMAC-SHA-256), kept like the
-# signing key so that clients registered in earlier runs keep working.
-CLIENT_KEY="$STATE_DIR/dev-client-secret.key"
-if [ ! -f "$CLIENT_KEY" ]; then
-  (umask 077 && "$BIN/order-service" keys client-secret-key >"$CLIENT_KEY")
-  ok "generated a development client secret key at $CLIENT_KEY"
-fi
+# The controller's key Secrets as files, as their volumes give them to the API's pods:
+# the signing key, and the key generated client secrets are stored under (HMAC-SHA-256),
+# made once and kept, so tokens and clients from earlier runs keep working.
+KEY="$PIPELINE_DIR/demo-jwt/jwt.pem"
+CLIENT_KEY="$PIPELINE_DIR/demo-client-secret-key/client-secret.key"
 
 # Shared settings of the local services (see the README's configuration table).
 # The schema is the controller's: the services do not migrate, as in a cluster.

@@ -5,8 +5,6 @@ ScaledObject watches the queue the OrderPipeline names; the services read with
 envFrom exactly what the controller publishes; shutdown fits the grace period.
 """
 
-import base64
-import subprocess
 from urllib.parse import urlparse
 
 import pytest
@@ -223,27 +221,6 @@ def test_services_read_what_the_controller_publishes(values_file):
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
-def test_jwt_key_is_a_mounted_file_from_a_kept_or_existing_secret(values_file):
-    objects = render(values_file)
-    values = load_values(values_file)
-    secret_name = values["jwt"]["existingSecret"] or f"{FULL}-jwt"
-    secrets = {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
-    if values["jwt"]["existingSecret"]:
-        assert secret_name not in secrets, "an existing JWT Secret must not be rendered by the chart"
-    else:
-        kept = secrets[secret_name]
-        assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-        pem = base64.b64decode(kept["data"][values["jwt"]["secretKey"]]).decode()
-        assert pem.startswith("-----BEGIN PRIVATE KEY-----"), "generated key is not a PKCS#8 PEM"
-    api = one(objects, "Deployment", API)["spec"]["template"]["spec"]
-    [volume] = [v for v in api["volumes"] if v["name"] == "jwt"]
-    assert volume["secret"]["secretName"] == secret_name
-    assert volume["secret"]["items"][0]["key"] == values["jwt"]["secretKey"]
-    env = {e["name"]: e for e in api["containers"][0]["env"]}
-    assert "JWT_PRIVATE_KEY" not in env and env["JWT_PRIVATE_KEY_FILE"]["value"].startswith("/etc/orderflow/jwt/")
-
-
-@pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
 def test_only_the_api_holds_the_signing_key(values_file):
     """The status consumer and the helm test's client registration need no JWT key,
     so they are not given it: the fewer pods hold the signing key, the better."""
@@ -256,34 +233,6 @@ def test_only_the_api_holds_the_signing_key(values_file):
             names = {e["name"] for e in container.get("env", [])}
             assert not names & {"JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE"}, f"{obj['metadata']['name']}/{container['name']}"
         assert all(v["name"] != "jwt" for v in spec.get("volumes", [])), obj["metadata"]["name"]
-
-
-@pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
-def test_client_secret_key_is_a_mounted_file_only_the_api_gets(values_file):
-    """Generated client secrets are HMAC-stored under CLIENT_SECRET_KEY: the API reads it
-    from a kept (or existing) Secret as a file; no other pod is given it."""
-    objects = render(values_file)
-    values = load_values(values_file)
-    settings = values.get("clientSecretKey", {"existingSecret": "", "secretKey": "client-secret.key"})
-    secret_name = settings["existingSecret"] or f"{FULL}-client-secret-key"
-    secrets = {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
-    if settings["existingSecret"]:
-        assert secret_name not in secrets, "an existing key Secret must not be rendered by the chart"
-    else:
-        kept = secrets[secret_name]
-        assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-        assert len(base64.b64decode(kept["data"][settings["secretKey"]])) >= 32, "CLIENT_SECRET_KEY needs 32 bytes"
-    api = one(objects, "Deployment", API)["spec"]["template"]["spec"]
-    [volume] = [v for v in api["volumes"] if v["name"] == "client-secret-key"]
-    assert volume["secret"]["secretName"] == secret_name
-    env = {e["name"]: e for e in api["containers"][0]["env"]}
-    assert "CLIENT_SECRET_KEY" not in env
-    assert env["CLIENT_SECRET_KEY_FILE"]["value"].startswith("/etc/orderflow/client-secret-key/")
-    for obj in objects:
-        if obj.get("kind") not in ("Deployment", "Pod") or obj["metadata"]["name"] == API:
-            continue
-        spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]
-        assert all(v["name"] != "client-secret-key" for v in spec.get("volumes", [])), obj["metadata"]["name"]
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)
@@ -300,17 +249,6 @@ def test_the_per_address_token_limit_is_off_behind_the_ingress(values_file):
         assert env["AUTH_RATE_PER_ADDRESS"] == "0"
     else:
         assert "AUTH_RATE_PER_ADDRESS" not in env
-
-
-def test_generated_jwt_key_is_ed25519():
-    """The key the chart generates is what the order-service accepts: Ed25519 in PKCS#8."""
-    secret = one(render(None), "Secret", f"{FULL}-jwt")
-    pem = base64.b64decode(secret["data"]["jwt.pem"])
-    out = subprocess.run(["openssl", "pkey", "-noout", "-text"], input=pem, capture_output=True, check=False)
-    if out.returncode == 127:
-        pytest.skip("openssl is not installed")
-    assert out.returncode == 0, out.stderr.decode()
-    assert b"ED25519 Private-Key" in out.stdout
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS, ids=VALUE_SET_IDS)

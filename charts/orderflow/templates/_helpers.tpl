@@ -98,9 +98,14 @@ publishes (API contract: <pipeline>-config, <pipeline>-orders-db, <pipeline>-del
 {{- printf "%s-delivery-db" (include "orderflow.pipelineName" .) -}}
 {{- end -}}
 
-{{/* orderflow.jwtSecretName: the Secret holding the JWT signing key bundle. */}}
+{{/* orderflow.jwtSecretName / jwtSecretKey: the Secret holding the JWT signing key bundle, and
+its key: jwt.existingSecret (jwt.secretKey), else the one the controller creates once and never
+changes, <pipeline>-jwt (jwt.pem). Nothing is generated at render time (docs/KUBERNETES.md, GitOps). */}}
 {{- define "orderflow.jwtSecretName" -}}
-{{- default (printf "%s-jwt" (include "orderflow.fullname" .)) .Values.jwt.existingSecret -}}
+{{- default (printf "%s-jwt" (include "orderflow.pipelineName" .)) .Values.jwt.existingSecret -}}
+{{- end -}}
+{{- define "orderflow.jwtSecretKey" -}}
+{{- if .Values.jwt.existingSecret }}{{ .Values.jwt.secretKey }}{{ else }}jwt.pem{{ end -}}
 {{- end -}}
 
 {{/* orderflow.queueUrl: the URL KEDA polls for a queue name. KEDA reads the queue name from
@@ -400,9 +405,14 @@ credentials Secret when the pipeline names one. (dict "root" $ "dbSecret" NAME) 
 {{- end }}
 {{- end -}}
 
-{{/* orderflow.clientSecretKeyName: the Secret holding CLIENT_SECRET_KEY. */}}
+{{/* orderflow.clientSecretKeyName / clientSecretKeyKey: the Secret holding CLIENT_SECRET_KEY, and
+its key: clientSecretKey.existingSecret (clientSecretKey.secretKey), else the controller's
+<pipeline>-client-secret-key (client-secret.key), created once and never changed. */}}
 {{- define "orderflow.clientSecretKeyName" -}}
-{{- default (printf "%s-client-secret-key" (include "orderflow.fullname" .)) .Values.clientSecretKey.existingSecret -}}
+{{- default (printf "%s-client-secret-key" (include "orderflow.pipelineName" .)) .Values.clientSecretKey.existingSecret -}}
+{{- end -}}
+{{- define "orderflow.clientSecretKeyKey" -}}
+{{- if .Values.clientSecretKey.existingSecret }}{{ .Values.clientSecretKey.secretKey }}{{ else }}client-secret.key{{ end -}}
 {{- end -}}
 
 {{/* orderflow.clientSecretKeyVolume / Mount / Env: the key of generated client
@@ -413,7 +423,7 @@ secrets as a read-only file (CLIENT_SECRET_KEY_FILE), never an environment varia
     secretName: {{ include "orderflow.clientSecretKeyName" . }}
     defaultMode: 0440
     items:
-      - key: {{ .Values.clientSecretKey.secretKey }}
+      - key: {{ include "orderflow.clientSecretKeyKey" . }}
         path: client-secret.key
 {{- end -}}
 {{- define "orderflow.clientSecretKeyMount" -}}
@@ -434,7 +444,7 @@ secrets as a read-only file (CLIENT_SECRET_KEY_FILE), never an environment varia
     secretName: {{ include "orderflow.jwtSecretName" . }}
     defaultMode: 0440
     items:
-      - key: {{ .Values.jwt.secretKey }}
+      - key: {{ include "orderflow.jwtSecretKey" . }}
         path: jwt.pem
 {{- end -}}
 {{- define "orderflow.jwtMount" -}}

@@ -1,6 +1,7 @@
 //! The Kubernetes glue, kept thin: `reconcile` wraps the finalizer, `apply`
 //! reads the referenced Secrets and the published objects, runs the engine,
-//! publishes the ConfigMap and Secrets with server-side apply, emits one Event
+//! publishes the ConfigMap and Secrets with server-side apply (and creates the
+//! key Secrets that are absent, [`crate::keys`]), emits one Event
 //! per change (and a Warning per failure) and writes the status through the
 //! status subresource — only when it changed. `cleanup` carries out the
 //! deletion policy. `error_policy` backs off exponentially per object.
@@ -29,11 +30,12 @@ use serde_json::json;
 
 use crate::{
     engine::{self, Change, Failure, Inputs},
-    metrics, note,
+    keys, metrics, note,
     plan::{
         self,
         conditions::{self, Part, Parts},
         databases::Service,
+        keys::Key,
         publish::{self, Owner},
     },
     refs,
@@ -220,6 +222,7 @@ async fn apply_inner(p: &OrderPipeline, ctx: &Context) -> Result<Action, Error> 
     let live_orders = secrets.get_opt(&OrderPipeline::orders_secret_name(&name)).await?;
     let live_delivery = secrets.get_opt(&OrderPipeline::delivery_secret_name(&name)).await?;
     let live_config = config_maps.get_opt(&OrderPipeline::config_map_name(&name)).await?;
+    let live_keys = keys::read(&secrets, &name).await?;
     let mut kept_passwords = BTreeMap::new();
     for (service, live) in [(Service::Orders, &live_orders), (Service::Delivery, &live_delivery)] {
         if let Some(password) = live.as_ref().and_then(|s| publish::kept_password(s, &service.spec(&p.spec).role)) {
@@ -269,14 +272,20 @@ async fn apply_inner(p: &OrderPipeline, ctx: &Context) -> Result<Action, Error> 
             });
         }
     }
-    let config = if waiting.is_empty() {
+    // The keys depend on nothing else, so they are created whatever failed.
+    let keys = keys::publish(&secrets, &owner, live_keys).await?;
+    changes.extend(keys.changes);
+    let config = if !keys.unusable.is_empty() {
+        Part::failed("KeyUnusable", keys.unusable.join("; "))
+    } else if waiting.is_empty() {
         Part::ready(
             "Published",
             format!(
-                "ConfigMap {} and Secrets {}, {} match the spec",
+                "ConfigMap {} and Secrets {}, {} match the spec; keys in Secrets {}",
                 OrderPipeline::config_map_name(&name),
                 OrderPipeline::orders_secret_name(&name),
-                OrderPipeline::delivery_secret_name(&name)
+                OrderPipeline::delivery_secret_name(&name),
+                Key::ALL.map(|k| k.secret_name(&name)).join(", ")
             ),
         )
     } else {
@@ -289,6 +298,9 @@ async fn apply_inner(p: &OrderPipeline, ctx: &Context) -> Result<Action, Error> 
     }
     if let Some(failure) = outcome.failure() {
         publish_event(ctx, p, EventType::Warning, failure.reason, "Reconcile", failure.message.clone()).await;
+    }
+    for message in keys.unusable {
+        publish_event(ctx, p, EventType::Warning, "KeyUnusable", "Reconcile", message).await;
     }
 
     let previous = p.status.clone().unwrap_or_default();
@@ -357,7 +369,12 @@ async fn cleanup_inner(p: &OrderPipeline, ctx: &Context) -> Result<Action, Error
         }
     };
     match engine::cleanup(spec, admin.as_ref(), sqs_credentials.as_ref()).await {
-        Ok(changes) => {
+        Ok(mut changes) => {
+            // After the databases are gone, never before: a failed drop keeps the keys.
+            if plan::keys::delete_with_pipeline(spec) {
+                let owner = Owner { name: p.name_any(), namespace: namespace.clone(), uid: p.uid() };
+                changes.extend(keys::delete_with_pipeline(&secrets, &owner).await?);
+            }
             for change in changes {
                 metrics::changed(change.reason);
                 publish_event(ctx, p, EventType::Normal, change.reason, "Delete", change.message).await;

@@ -5,15 +5,17 @@
 //! The decisions are Kubernetes-free and pure ([`plan`]: observed state in,
 //! actions out); [`engine`] observes and acts on SQS ([`sqs`]) and PostgreSQL
 //! ([`postgres`]) with them; [`controller`] is the thin kube-rs glue
-//! (finalizer, error policy, server-side apply, Events) and [`run`] the
-//! in-cluster process (leader election, health, metrics); [`once`] is the
-//! cluster-less `reconcile-once`, [`delete_pipeline`] the uninstall hook's
-//! delete-and-wait. [`note`] keeps Event notes within the API server's limit.
+//! (finalizer, error policy, server-side apply, Events), [`keys`] the calls
+//! for the key Secrets, and [`run`] the in-cluster process (leader election,
+//! health, metrics); [`once`] is the cluster-less `reconcile-once`,
+//! [`delete_pipeline`] the uninstall hook's delete-and-wait. [`note`] keeps
+//! Event notes within the API server's limit.
 //! [`resource`] holds the CRD types, [`validate`] the spec checks.
 
 pub mod controller;
 pub mod delete_pipeline;
 pub mod engine;
+pub mod keys;
 pub mod metrics;
 pub mod note;
 pub mod once;

@@ -12,9 +12,14 @@
 //! new and, with nothing drifted, changes nothing. Lose the state file and the
 //! next run sets new passwords on the existing roles (and says so).
 //!
+//! The key Secrets ([`crate::plan::keys`]) are kept the same way: made once
+//! when neither the state file nor F has them, printed with the rest, and
+//! never changed after.
+//!
 //! `--env-dir DIR` also writes each published object as `KEY='value'` lines
-//! (`DIR/<object name>.env`), the environment `envFrom` would give a pod, for
-//! scripts that start the services locally.
+//! (`DIR/<object name>.env`), the environment `envFrom` would give a pod, and
+//! each key Secret as files (`DIR/<secret name>/<key>`), as its volume would,
+//! for scripts that start the services locally.
 
 use std::{
     collections::BTreeMap,
@@ -30,6 +35,7 @@ use crate::{
     plan::{
         conditions::{self, Part, Parts},
         databases::Service,
+        keys::{Key, KeyPlan, plan_key},
         publish::{self, Owner, Published},
     },
     refs,
@@ -156,13 +162,17 @@ fn to_value<T: serde::Serialize>(object: &T, api_version: &str, kind: &str) -> s
     value
 }
 
-/// The published objects as YAML documents.
-pub fn published_yaml(published: &Published) -> String {
-    yaml_documents([
-        to_value(&published.config, "v1", "ConfigMap"),
-        to_value(&published.orders_db, "v1", "Secret"),
-        to_value(&published.delivery_db, "v1", "Secret"),
-    ])
+/// The published objects, then the key Secrets, as YAML documents.
+pub fn published_yaml(published: &Published, keys: &[Secret]) -> String {
+    yaml_documents(
+        [
+            to_value(&published.config, "v1", "ConfigMap"),
+            to_value(&published.orders_db, "v1", "Secret"),
+            to_value(&published.delivery_db, "v1", "Secret"),
+        ]
+        .into_iter()
+        .chain(keys.iter().map(|s| to_value(s, "v1", "Secret"))),
+    )
 }
 
 /// Writes `contents` to `path` through a temporary file (mode 0600: it holds passwords).
@@ -189,6 +199,17 @@ fn env_lines(data: &BTreeMap<String, String>) -> String {
         let _ = writeln!(out, "{k}='{}'", v.replace('\'', r"'\''"));
         out
     })
+}
+
+/// Each key of each Secret as the file `DIR/<secret name>/<key>`, as a pod's Secret volume holds it.
+fn write_key_files(dir: &Path, keys: &[Secret]) -> Result<(), OnceError> {
+    for secret in keys {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        for (key, value) in secret.data.iter().flatten() {
+            write_private(&dir.join(&name).join(key), &String::from_utf8_lossy(&value.0))?;
+        }
+    }
+    Ok(())
 }
 
 fn write_env_dir(dir: &Path, published: &Published) -> Result<(), OnceError> {
@@ -256,9 +277,15 @@ pub async fn run(args: &Args) -> Result<Report, OnceError> {
         }
     }
 
-    let outcome = engine::reconcile(spec, &Inputs { admin, sqs_credentials, kept_passwords }).await;
-    let (queues, databases) = outcome.parts();
     let owner = Owner { name: name.clone(), namespace: namespace.clone(), uid: pipeline.metadata.uid.clone() };
+    let (keys, key_changes) = keys(&owner, |n| {
+        kept.iter().find(|s| s.metadata.name.as_deref() == Some(n)).cloned().or_else(|| in_namespace(n).map(as_stored))
+    })
+    .map_err(|e| OnceError::Input(format!("{origin}: {e}")))?;
+
+    let mut outcome = engine::reconcile(spec, &Inputs { admin, sqs_credentials, kept_passwords }).await;
+    outcome.changes.extend(key_changes);
+    let (queues, databases) = outcome.parts();
     let published = outcome.succeeded().then(|| publish::desired(&owner, spec, &outcome.passwords));
     let config = match &published {
         Some(_) => Part::ready("Published", "printed on stdout"),
@@ -290,6 +317,7 @@ pub async fn run(args: &Args) -> Result<Report, OnceError> {
             None => state_secrets.extend(kept.iter().find(|s| s.metadata.name == secret_name(&name, service)).cloned()),
         }
     }
+    state_secrets.extend(keys.iter().cloned());
     let state = yaml_documents(state_secrets.iter().map(|s| to_value(s, "v1", "Secret")));
     let kept_before = yaml_documents(kept.iter().map(|s| to_value(s, "v1", "Secret")));
     if state != kept_before {
@@ -301,8 +329,40 @@ pub async fn run(args: &Args) -> Result<Report, OnceError> {
     };
     if let Some(dir) = &args.env_dir {
         write_env_dir(dir, &published)?;
+        write_key_files(dir, &keys)?;
     }
-    Ok(Report { yaml: published_yaml(&published), summary, changes: outcome.changes.len() })
+    Ok(Report { yaml: published_yaml(&published, &keys), summary, changes: outcome.changes.len() })
+}
+
+/// `secret` as the API server stores it: `stringData` (what people write in
+/// files) merged into `data`, winning over a key of the same name.
+fn as_stored(mut secret: Secret) -> Secret {
+    if let Some(strings) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_default();
+        data.extend(strings.into_iter().map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes()))));
+    }
+    secret
+}
+
+/// The key Secrets as the services will find them: the one `find` gives
+/// (the state file's, else the input file's) kept as it is, an absent one
+/// made, with a change for each made; an unusable one is an error.
+fn keys(owner: &Owner, find: impl Fn(&str) -> Option<Secret>) -> Result<(Vec<Secret>, Vec<engine::Change>), String> {
+    let mut keys = Vec::new();
+    let mut changes = Vec::new();
+    for key in Key::ALL {
+        let live = find(&key.secret_name(&owner.name));
+        match plan_key(owner, key, live.as_ref()) {
+            KeyPlan::Keep => keys.extend(live),
+            KeyPlan::Create(secret) => {
+                keys.push(*secret);
+                let message = crate::plan::keys::describe_created(owner, key);
+                changes.push(engine::Change { reason: "KeyCreated", message });
+            }
+            KeyPlan::Unusable(message) => return Err(message),
+        }
+    }
+    Ok((keys, changes))
 }
 
 /// The published ConfigMap and Secrets of a `reconcile-once` output, for
@@ -345,6 +405,22 @@ mod tests {
         let text = "apiVersion: orderflow.dev/v1alpha1\nkind: OrderPipeline\nmetadata: {name: a}\nspec:\n  deletionPolicyy: Delete\n";
         let err = parse(text, "f.yaml").unwrap_err().to_string();
         assert!(err.contains("unknown field `deletionPolicyy`"), "{err}");
+    }
+
+    #[test]
+    fn key_secrets_are_made_once_and_then_kept_as_found() {
+        let owner = Owner { name: "demo".into(), namespace: "default".into(), uid: None };
+        let (made, changes) = keys(&owner, |_| None).unwrap();
+        let names: Vec<_> = made.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["demo-jwt", "demo-client-secret-key"]);
+        assert_eq!(changes.iter().map(|c| c.reason).collect::<Vec<_>>(), ["KeyCreated", "KeyCreated"]);
+        let (kept, changes) =
+            keys(&owner, |n| made.iter().find(|s| s.metadata.name.as_deref() == Some(n)).cloned()).unwrap();
+        assert_eq!(kept, made);
+        assert!(changes.is_empty());
+        let broken = crate::plan::keys::key_secret(&owner, Key::Signing, "not a key");
+        let err = keys(&owner, |_| Some(broken.clone())).unwrap_err();
+        assert!(err.starts_with("Secret demo-jwt jwt.pem: no PEM block"), "{err}");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!   lease stops reconciling and exits, to start over as a candidate.
 //! - Watches OrderPipelines in one namespace (`WATCH_NAMESPACE`, by default
 //!   its own), filtered by generation and finalizers, so its own status writes
-//!   never trigger a reconcile; owned ConfigMaps and Secrets (by label) bring
-//!   a pipeline back when someone edits or deletes them. Each pipeline is
+//!   never trigger a reconcile; owned ConfigMaps and the published Secrets
+//!   (by label; the key Secrets have no owner reference, so Secrets map to
+//!   their pipeline by its label) bring a pipeline back when someone edits or
+//!   deletes them, and a deleted key Secret is made again at once. Each pipeline is
 //!   reconciled again every `RESYNC_INTERVAL` to repair drift in SQS and
 //!   PostgreSQL, which send no events.
 //! - SIGTERM: stop accepting new reconciles, finish those in flight (bounded by
@@ -30,7 +32,11 @@ use kube::{
 use settings::Env;
 use shutdown::CancellationToken;
 
-use crate::{controller, metrics, plan::publish::MANAGED_BY, resource::OrderPipeline};
+use crate::{
+    controller, metrics,
+    plan::publish::{MANAGED_BY, PIPELINE_LABEL},
+    resource::OrderPipeline,
+};
 
 /// Settings of the in-cluster controller, from the environment.
 #[derive(Debug, Clone)]
@@ -228,6 +234,12 @@ pub async fn run_with_client(client: Client, settings: RunSettings, stop: Cancel
     Ok(())
 }
 
+/// The pipeline a published Secret belongs to, from its label.
+fn pipeline_of(secret: Secret) -> Option<reflector::ObjectRef<OrderPipeline>> {
+    let name = secret.metadata.labels?.remove(PIPELINE_LABEL)?;
+    Some(reflector::ObjectRef::new(&name).within(&secret.metadata.namespace?))
+}
+
 async fn run_controller(client: &Client, namespace: &str, settings: &RunSettings, stop: CancellationToken) {
     let pipelines: Api<OrderPipeline> = Api::namespaced(client.clone(), namespace);
     let (reader, writer) = reflector::store();
@@ -245,7 +257,7 @@ async fn run_controller(client: &Client, namespace: &str, settings: &RunSettings
     let graceful = stop.clone();
     let run = Controller::for_stream(triggers, reader)
         .owns(Api::<ConfigMap>::namespaced(client.clone(), namespace), owned.clone())
-        .owns(Api::<Secret>::namespaced(client.clone(), namespace), owned)
+        .watches(Api::<Secret>::namespaced(client.clone(), namespace), owned, pipeline_of)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(async move { graceful.cancelled().await })
         .run(controller::reconcile, controller::error_policy, Arc::clone(&ctx))
@@ -317,5 +329,15 @@ mod tests {
         let (status, body) = get(&router, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "shutting down: {body}");
         server.await.unwrap();
+    }
+
+    #[test]
+    fn a_published_secret_maps_to_its_pipeline_by_label_owner_reference_or_not() {
+        let owner = crate::plan::publish::Owner { name: "demo".into(), namespace: "shop".into(), uid: None };
+        let key = crate::plan::keys::key_secret(&owner, crate::plan::keys::Key::Signing, "pem");
+        assert_eq!(key.metadata.owner_references, None);
+        assert_eq!(pipeline_of(key.clone()), Some(reflector::ObjectRef::new("demo").within("shop")));
+        let unlabelled = Secret { metadata: kube::api::ObjectMeta { labels: None, ..key.metadata }, ..key };
+        assert_eq!(pipeline_of(unlabelled), None);
     }
 }

@@ -2,7 +2,8 @@
 //! emulator and PostgreSQL: idempotent when run again (same output, no
 //! change, passwords kept), a bad file exits non-zero saying what is wrong,
 //! an existing database made by someone else is adopted, and a lost state
-//! file costs new passwords but nothing else.
+//! file costs new passwords and keys but nothing else. The key Secrets are
+//! printed with the rest, kept in the state file, and written as files.
 
 mod common;
 
@@ -13,7 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use orderflow_controller::{
     OrderPipelineSpec,
     once::parse_published,
-    plan::databases::Service,
+    plan::{databases::Service, keys::Key},
     testing::{self, spec},
 };
 use sqlx::{Connection, PgConnection};
@@ -69,12 +70,26 @@ fn running_twice_changes_nothing_the_second_time_and_keeps_the_passwords() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     let summary = text(&first.stderr);
     assert!(summary.contains("Ready            True"), "{summary}");
-    assert!(summary.contains("12 change(s)"), "{summary}");
+    assert!(summary.contains("14 change(s)"), "{summary}");
+    assert_eq!(summary.matches("KeyCreated").count(), 2, "{summary}");
     let (config, secrets) = parse_published(&text(&first.stdout)).unwrap();
     let data = config.data.unwrap();
     assert_eq!(data["ORDERS_QUEUE"], spec.queues.orders.name);
     assert_eq!(data["SQS_ENDPOINT_URL"], "http://127.0.0.1:9324");
-    assert_eq!(secrets.len(), 2);
+    let names: Vec<_> = secrets.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("p{tag}-orders-db"),
+            format!("p{tag}-delivery-db"),
+            format!("p{tag}-jwt"),
+            format!("p{tag}-client-secret-key")
+        ]
+    );
+    let name = format!("p{tag}");
+    for (secret, key) in secrets[2..].iter().zip(Key::ALL) {
+        assert_new_key_secret(&serde_json::to_value(secret).unwrap(), &name, key);
+    }
     let orders_url = database_url(&secrets[0]);
     assert!(orders_url.starts_with(&format!("postgres://{}:", spec.databases.orders.role)), "{orders_url}");
 
@@ -84,6 +99,14 @@ fn running_twice_changes_nothing_the_second_time_and_keeps_the_passwords() {
     assert_eq!(mode & 0o777, 0o600);
     let env = std::fs::read_to_string(env_dir.join(format!("p{tag}-orders-db.env"))).unwrap();
     assert_eq!(env, format!("DATABASE_URL='{orders_url}'\n"));
+    // The keys as a Secret volume holds them: one file per key, what JWT_PRIVATE_KEY_FILE reads.
+    for (secret, key) in secrets[2..].iter().zip(Key::ALL) {
+        let file = env_dir.join(secret.metadata.name.as_deref().unwrap()).join(key.data_key());
+        let text = std::fs::read(&file).unwrap();
+        assert_eq!(text, secret.data.as_ref().unwrap()[key.data_key()].0, "{}", file.display());
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     let second = run(&["--file", file_arg]);
     assert!(second.status.success(), "{}", text(&second.stderr));
@@ -92,7 +115,7 @@ fn running_twice_changes_nothing_the_second_time_and_keeps_the_passwords() {
         "{}",
         text(&second.stderr)
     );
-    assert_eq!(second.stdout, first.stdout, "the same ConfigMap and Secrets, passwords included");
+    assert_eq!(second.stdout, first.stdout, "the same ConfigMap and Secrets, passwords and keys included");
 
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -207,7 +230,7 @@ fn an_existing_database_made_by_postgres_is_adopted_with_its_data() {
 }
 
 #[test]
-fn a_lost_state_file_costs_new_passwords_and_nothing_else() {
+fn a_lost_state_file_costs_new_passwords_and_keys_and_nothing_else() {
     let tag = tag();
     let spec = spec(&tag);
     let _cleanup = Cleanup::new(&spec);
@@ -220,10 +243,37 @@ fn a_lost_state_file_costs_new_passwords_and_nothing_else() {
     let second = run(&["--file", file.to_str().unwrap()]);
     let summary = text(&second.stderr);
     assert!(second.status.success(), "{summary}");
-    assert!(summary.contains("2 change(s)"), "{summary}");
+    assert!(summary.contains("4 change(s)"), "{summary}");
     assert_eq!(summary.matches("PasswordSet").count(), 2, "{summary}");
+    assert_eq!(summary.matches("KeyCreated").count(), 2, "{summary}");
     let (_, before) = parse_published(&text(&first.stdout)).unwrap();
     let (_, after) = parse_published(&text(&second.stdout)).unwrap();
     assert_ne!(database_url(&before[0]), database_url(&after[0]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_key_secret_in_the_file_is_used_as_it_is() {
+    let tag = tag();
+    let spec = spec(&tag);
+    let _cleanup = Cleanup::new(&spec);
+    let dir = temp_dir(&tag);
+    let file = write_pipeline(&dir, &tag, &spec, true);
+    // The file also holds the signing key, as a cluster would (a person's, or a sealed secret's).
+    let key = keygen::ed25519_private_key_pem();
+    let mut yaml = std::fs::read_to_string(&file).unwrap();
+    yaml.push_str(&format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: p{tag}-jwt, namespace: {NAMESPACE}}}\nstringData:\n  jwt.pem: |\n{}",
+        key.lines().map(|l| format!("    {l}\n")).collect::<String>()
+    ));
+    std::fs::write(&file, yaml).unwrap();
+
+    let out = run(&["--file", file.to_str().unwrap()]);
+    let summary = text(&out.stderr);
+    assert!(out.status.success(), "{summary}");
+    assert_eq!(summary.matches("KeyCreated").count(), 1, "only the client secret key is new: {summary}");
+    let (_, secrets) = parse_published(&text(&out.stdout)).unwrap();
+    let jwt = secrets.iter().find(|s| s.metadata.name == Some(format!("p{tag}-jwt"))).unwrap();
+    assert_eq!(jwt.data.as_ref().unwrap()["jwt.pem"].0, key.into_bytes(), "the file's key, unchanged");
     std::fs::remove_dir_all(&dir).unwrap();
 }

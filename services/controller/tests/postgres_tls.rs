@@ -82,10 +82,13 @@ async fn with_pgsslrootcert_the_controller_provisions_over_verify_full_and_publi
     assert!(done.status.success(), "{}", text(&done.stderr));
     assert!(text(&done.stderr).contains("Ready            True"), "{}", text(&done.stderr));
     let (_, secrets) = parse_published(&text(&done.stdout)).unwrap();
+    // The database Secrets (the key Secrets printed beside them hold no URL).
     let urls: Vec<String> = secrets
         .iter()
-        .map(|s| String::from_utf8(s.data.as_ref().unwrap()["DATABASE_URL"].0.clone()).unwrap())
+        .filter_map(|s| s.data.as_ref()?.get("DATABASE_URL"))
+        .map(|url| String::from_utf8(url.0.clone()).unwrap())
         .collect();
+    assert_eq!(urls.len(), 2, "one DATABASE_URL per database");
     for db in [&spec.databases.orders, &spec.databases.delivery] {
         let role = format!("postgres://{}:", db.role);
         let url = urls.iter().find(|u| u.starts_with(&role)).unwrap_or_else(|| panic!("no URL for {}", db.role));

@@ -14,7 +14,7 @@ use orderflow_controller::{
     OrderPipeline,
     controller::{error_policy, reconcile},
     engine::{self, Inputs},
-    plan::{databases::Service, publish},
+    plan::{databases::Service, keys::Key, publish},
     postgres::AdminCredentials,
     resource::{DeletionPolicy, FINALIZER},
     testing::spec,
@@ -22,7 +22,7 @@ use orderflow_controller::{
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, Row};
 
-const FIRST_RECONCILE_EVENTS: [&str; 15] = [
+const FIRST_RECONCILE_EVENTS: [&str; 17] = [
     "QueueCreated",
     "QueueCreated",
     "QueueCreated",
@@ -38,6 +38,8 @@ const FIRST_RECONCILE_EVENTS: [&str; 15] = [
     "ConfigPublished",
     "SecretPublished",
     "SecretPublished",
+    "KeyCreated",
+    "KeyCreated",
 ];
 
 fn secret_url(secret: &Value) -> String {
@@ -82,6 +84,9 @@ async fn the_first_reconcile_provisions_everything_and_the_second_writes_nothing
         Step::Get { path: secret_path(&orders_secret), reply: None },
         Step::Get { path: secret_path(&delivery_secret), reply: None },
         Step::Get { path: config_map_path(&config), reply: None },
+    ];
+    steps.extend(key_gets(&p, &[]));
+    steps.extend([
         Step::Apply {
             path: config_map_path(&config),
             check: Box::new(move |cm| {
@@ -99,7 +104,8 @@ async fn the_first_reconcile_provisions_everything_and_the_second_writes_nothing
             path: secret_path(&delivery_secret),
             check: Box::new(|s| assert!(secret_url(s).contains("_delivery:"))),
         },
-    ];
+    ]);
+    steps.extend(key_creates(&p));
     steps.extend(events(&FIRST_RECONCILE_EVENTS));
     steps.push(Step::ApplyStatus {
         pipeline: Box::new(p.clone()),
@@ -189,13 +195,21 @@ async fn the_first_reconcile_provisions_everything_and_the_second_writes_nothing
         seen.iter().find(|s| s.method == http::Method::PATCH && s.path.contains("/configmaps/")).unwrap().body.clone(),
     )
     .unwrap();
+    // The key Secrets as created: present now, so never written again.
+    let created_keys: Vec<Secret> = seen
+        .iter()
+        .filter(|s| s.method == http::Method::POST && s.path == secrets_path())
+        .map(|s| serde_json::from_value(s.body.clone()).unwrap())
+        .collect();
     let (ctx, server) = context();
-    let server = server.run(vec![
+    let mut steps = vec![
         Step::Get { path: secret_path("postgres-admin"), reply: Some(serde_json::to_value(admin_secret()).unwrap()) },
         Step::Get { path: secret_path(&orders_secret), reply: by_path(secret_path(&orders_secret)) },
         Step::Get { path: secret_path(&delivery_secret), reply: by_path(secret_path(&delivery_secret)) },
         Step::Get { path: config_map_path(&config), reply: Some(serde_json::to_value(&live_config).unwrap()) },
-    ]);
+    ];
+    steps.extend(key_gets(&p, &created_keys));
+    let server = server.run(steps);
     let action = reconcile(Arc::new(p), ctx).await.expect("reconciled again");
     finish(server).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
@@ -222,7 +236,7 @@ async fn provision(spec: &orderflow_controller::OrderPipelineSpec, p: &OrderPipe
 
 fn published_gets(p: &OrderPipeline, orders: &Secret, delivery: &Secret, config: &ConfigMap) -> Vec<Step> {
     let name = p.metadata.name.clone().unwrap();
-    vec![
+    let mut steps = vec![
         Step::Get { path: secret_path("postgres-admin"), reply: Some(serde_json::to_value(admin_secret()).unwrap()) },
         Step::Get {
             path: secret_path(&OrderPipeline::orders_secret_name(&name)),
@@ -236,7 +250,9 @@ fn published_gets(p: &OrderPipeline, orders: &Secret, delivery: &Secret, config:
             path: config_map_path(&OrderPipeline::config_map_name(&name)),
             reply: Some(serde_json::to_value(config).unwrap()),
         },
-    ]
+    ];
+    steps.extend(key_gets(p, &key_secrets(p)));
+    steps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,6 +294,48 @@ async fn drifted_queue_attributes_are_set_back_without_recreating_the_queue() {
     let redrive: Value = serde_json::from_str(&after["RedrivePolicy"]).unwrap();
     assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5");
     assert_eq!(after["CreatedTimestamp"], before["CreatedTimestamp"], "the same queue, not a new one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_key_secret_is_reported_in_the_status_and_never_overwritten() {
+    let tag = tag();
+    let spec = spec(&tag);
+    let _cleanup = Cleanup::new(&spec);
+    let p = finalized(pipeline(&tag, spec.clone()));
+    let (orders, delivery, config) = provision(&spec, &p).await;
+    let name = p.metadata.name.clone().unwrap();
+    // Someone emptied the signing key. The script has no write to it: the
+    // controller reports, it does not undo a person's edit.
+    let jwt = secret_path(&Key::Signing.secret_name(&name));
+    let emptied = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": Key::Signing.secret_name(&name),
+        "namespace": NAMESPACE}, "data": {"jwt.pem": ""}});
+    let mut steps = published_gets(&p, &orders, &delivery, &config);
+    for step in &mut steps {
+        if let Step::Get { path, reply } = step
+            && *path == jwt
+        {
+            *reply = Some(emptied.clone());
+        }
+    }
+    steps.push(warning("KeyUnusable"));
+    steps.push(Step::ApplyStatus { pipeline: Box::new(p.clone()), check: Box::new(|_| {}) });
+    let (ctx, server) = context();
+    let server = server.run(steps);
+    let action = reconcile(Arc::new(p), ctx).await.expect("nothing to retry: a person has to act");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let seen = finish(server).await;
+    let status = applied_status(&seen);
+    assert_eq!(
+        conditions(&status)
+            .iter()
+            .filter(|(t, _, _)| t == "Ready" || t == "ConfigPublished")
+            .map(|(t, s, r)| (t.as_str(), s.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [("Ready", "False", "KeyUnusable"), ("ConfigPublished", "False", "KeyUnusable")]
+    );
+    let message = &status.conditions.iter().find(|c| c.type_ == "ConfigPublished").unwrap().message;
+    assert!(message.starts_with(&format!("Secret {name}-jwt jwt.pem: no PEM block")), "{message}");
+    assert!(message.contains("delete it for a new JWT signing key"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,10 +490,35 @@ async fn delete_with(policy: DeletionPolicy, drop_databases: bool) -> ((usize, u
         (DeletionPolicy::Delete, false) => vec!["QueueDeleted"; 4],
         (DeletionPolicy::Delete, true) => {
             let mut r = vec!["QueueDeleted"; 4];
-            r.extend(["DatabaseDropped", "RoleDropped", "DatabaseDropped", "RoleDropped"]);
+            r.extend(["DatabaseDropped", "RoleDropped", "DatabaseDropped", "RoleDropped", "KeyDeleted", "KeyDeleted"]);
             r
         }
     };
+    // With the databases gone, so are the keys their client secrets needed:
+    // each is read, then handed to the garbage collector (the pipeline becomes
+    // its owner) on the condition that it is still the version read.
+    if drop_databases {
+        for (i, mut key) in key_secrets(&p).into_iter().enumerate() {
+            let name = key.metadata.name.clone().unwrap();
+            let version = format!("{}", 10 + i);
+            key.metadata.resource_version = Some(version.clone());
+            let uid = p.metadata.uid.clone().unwrap();
+            let reply = serde_json::to_value(&key).unwrap();
+            steps.push(Step::Get { path: secret_path(&name), reply: Some(reply.clone()) });
+            steps.push(Step::StrategicPatch {
+                path: secret_path(&name),
+                check: Box::new(move |body| {
+                    assert_eq!(body["metadata"]["resourceVersion"], version.as_str(), "{body}");
+                    let owner = &body["metadata"]["ownerReferences"][0];
+                    assert_eq!(
+                        (owner["kind"].as_str(), owner["uid"].as_str()),
+                        (Some("OrderPipeline"), Some(uid.as_str()))
+                    );
+                }),
+                reply,
+            });
+        }
+    }
     steps.extend(events(&reasons));
     let mut gone = p.clone();
     gone.metadata.finalizers = None;
@@ -507,11 +590,16 @@ async fn a_transient_sqs_failure_requeues_with_backoff_and_recovers() {
         Step::Get { path: orders_secret.clone(), reply: None },
         Step::Get { path: delivery_secret.clone(), reply: None },
         Step::Get { path: config.clone(), reply: None },
+    ];
+    steps.extend(key_gets(&p, &[]));
+    steps.extend([
         Step::Apply { path: orders_secret.clone(), check: Box::new(|_| {}) },
         Step::Apply { path: delivery_secret.clone(), check: Box::new(|_| {}) },
-    ];
+    ]);
+    // The keys need neither SQS nor PostgreSQL: made in this round all the same.
+    steps.extend(key_creates(&p));
     steps.extend(events(&FIRST_RECONCILE_EVENTS[4..12]));
-    steps.extend(events(&["SecretPublished", "SecretPublished"]));
+    steps.extend(events(&["SecretPublished", "SecretPublished", "KeyCreated", "KeyCreated"]));
     steps.push(warning("SqsUnavailable"));
     steps.push(Step::ApplyStatus { pipeline: Box::new(p.clone()), check: Box::new(|_| {}) });
     // Round 2, SQS is back: the queues and the ConfigMap follow; the databases
@@ -521,8 +609,12 @@ async fn a_transient_sqs_failure_requeues_with_backoff_and_recovers() {
         Step::GetApplied { path: orders_secret },
         Step::GetApplied { path: delivery_secret },
         Step::Get { path: config.clone(), reply: None },
-        Step::Apply { path: config, check: Box::new(|_| {}) },
     ]);
+    steps.extend(key_gets(&p, &[]).into_iter().map(|s| match s {
+        Step::Get { path, .. } => Step::GetApplied { path },
+        other => other,
+    }));
+    steps.push(Step::Apply { path: config, check: Box::new(|_| {}) });
     steps.extend(events(&["QueueCreated", "QueueCreated", "QueueCreated", "QueueCreated", "ConfigPublished"]));
     steps.push(Step::ApplyStatus { pipeline: Box::new(p.clone()), check: Box::new(|_| {}) });
 

@@ -6,7 +6,7 @@
 //! order-service                       # serve (same as `order-service serve`)
 //! order-service status-consumer       # only apply delivery status events
 //! order-service migrate               # apply database migrations and exit
-//! order-service clients create --customer-id UUID --scope "orders:read orders:write"
+//! order-service clients create --customer-id UUID --scope "orders:read orders:write" [--client-secret-file F]
 //! order-service clients disable ID    # no more tokens; its tokens stop within a minute
 //! order-service clients enable ID
 //! order-service keys generate         # print a new Ed25519 private key (PEM)
@@ -82,6 +82,10 @@ enum ClientsCommand {
         /// Secret to use instead of a generated one (development only: it ends up in shell history).
         #[arg(long, env = "ORDERFLOW_NEW_CLIENT_SECRET", hide_env_values = true)]
         client_secret: Option<String>,
+        /// A file holding the secret to use (surrounding whitespace trimmed), for
+        /// a pod or script that makes the secret itself (`helm test` does).
+        #[arg(long, env = "ORDERFLOW_NEW_CLIENT_SECRET_FILE", value_name = "PATH")]
+        client_secret_file: Option<std::path::PathBuf>,
         /// Overwrite an existing client with the same id.
         #[arg(long)]
         replace: bool,
@@ -112,6 +116,17 @@ enum KeysCommand {
     ClientSecretKey,
 }
 
+/// The secret `clients create` was given, from `--client-secret` or the
+/// file `--client-secret-file` names (not both; an empty file is an error).
+fn chosen_secret(given: Option<String>, file: Option<std::path::PathBuf>) -> anyhow::Result<Option<String>> {
+    let Some(path) = file else { return Ok(given) };
+    anyhow::ensure!(given.is_none(), "give the secret with --client-secret or --client-secret-file, not both");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    let secret = text.trim();
+    anyhow::ensure!(!secret.is_empty(), "{} is empty", path.display());
+    Ok(Some(secret.to_owned()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -134,7 +149,15 @@ async fn main() -> anyhow::Result<()> {
             MIGRATOR.run(&database_only()?.direct_pool(1)?).await.context("failed to apply migrations")?;
             eprintln!("migrations applied");
         }
-        Command::Clients(ClientsCommand::Create { customer_id, scope, client_id, client_secret, replace }) => {
+        Command::Clients(ClientsCommand::Create {
+            customer_id,
+            scope,
+            client_id,
+            client_secret,
+            client_secret_file,
+            replace,
+        }) => {
+            let client_secret = chosen_secret(client_secret, client_secret_file)?;
             let key = settings::or_exit(
                 {
                     let mut env = settings::Env::from_process();

@@ -8,11 +8,14 @@
 //!   migrations;
 //! - [`publish`]: the ConfigMap and Secrets for the services, and whether the
 //!   live ones need publishing again;
+//! - [`keys`]: the order API's key Secrets, created once when absent and
+//!   never changed;
 //! - [`conditions`]: the status conditions;
 //! - [`backoff`]: how long to wait after a failed reconcile.
 
 pub mod conditions;
 pub mod databases;
+pub mod keys;
 pub mod publish;
 pub mod queues;
 

@@ -37,7 +37,7 @@ pub struct Owner {
 }
 
 impl Owner {
-    fn reference(&self) -> Option<OwnerReference> {
+    pub(crate) fn reference(&self) -> Option<OwnerReference> {
         self.uid.as_ref().map(|uid| OwnerReference {
             api_version: API_VERSION.to_owned(),
             kind: "OrderPipeline".to_owned(),
@@ -49,6 +49,12 @@ impl Owner {
     }
 
     fn meta(&self, name: String) -> ObjectMeta {
+        ObjectMeta { owner_references: self.reference().map(|r| vec![r]), ..self.unowned_meta(name) }
+    }
+
+    /// Name, namespace and the labels the controller watches, without an owner
+    /// reference: for what must outlive the OrderPipeline ([`super::keys`]).
+    pub(crate) fn unowned_meta(&self, name: String) -> ObjectMeta {
         ObjectMeta {
             name: Some(name),
             namespace: Some(self.namespace.clone()),
@@ -57,7 +63,6 @@ impl Owner {
                 (PART_OF.0.to_owned(), PART_OF.1.to_owned()),
                 (PIPELINE_LABEL.to_owned(), self.name.clone()),
             ])),
-            owner_references: self.reference().map(|r| vec![r]),
             ..Default::default()
         }
     }

@@ -18,7 +18,11 @@ use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{Client, Resource, client::Body, runtime::events::Reporter};
 use orderflow_controller::{
-    OrderPipeline, OrderPipelineSpec, OrderPipelineStatus, controller::Context, resource::FINALIZER, testing,
+    OrderPipeline, OrderPipelineSpec, OrderPipelineStatus,
+    controller::Context,
+    plan::keys::{self, Key},
+    resource::FINALIZER,
+    testing,
 };
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
@@ -96,6 +100,11 @@ pub fn secret_path(name: &str) -> String {
     format!("/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
 }
 
+/// Where Secrets are created.
+pub fn secrets_path() -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/secrets")
+}
+
 pub fn config_map_path(name: &str) -> String {
     format!("/api/v1/namespaces/{NAMESPACE}/configmaps/{name}")
 }
@@ -106,7 +115,7 @@ type Check = Box<dyn FnOnce(&Value) + Send>;
 pub enum Step {
     /// `GET path`; `None` answers 404.
     Get { path: String, reply: Option<Value> },
-    /// `GET path`, answered with what an earlier `Apply` of this script wrote there.
+    /// `GET path`, answered with what an earlier `Apply` or `Create` of this script wrote there.
     GetApplied { path: String },
     /// Server-side apply (`PATCH` with `fieldManager=orderflow-controller&force=true`)
     /// of a ConfigMap or Secret; the body is checked and echoed.
@@ -120,6 +129,12 @@ pub enum Step {
     /// `DELETE path`; `None` answers 404, else the object (as the API server
     /// answers a delete that waits for finalizers).
     Delete { path: String, reply: Option<Value> },
+    /// `POST` to a collection (`path`, e.g. `.../secrets`) with the body
+    /// checked; echoed, or with `exists` answered 409 AlreadyExists.
+    Create { path: String, check: Check, exists: bool },
+    /// A strategic merge patch of `path`, the body checked; answers `reply`
+    /// with the patch's metadata merged in (enough for what is checked here).
+    StrategicPatch { path: String, check: Check, reply: Value },
 }
 
 impl std::fmt::Debug for Step {
@@ -131,6 +146,8 @@ impl std::fmt::Debug for Step {
             Step::JsonPatch { path, .. } => write!(f, "PATCH (json) {path}"),
             Step::Event { type_, reason } => write!(f, "{type_} Event {reason}"),
             Step::Delete { path, .. } => write!(f, "DELETE {path}"),
+            Step::Create { path, .. } => write!(f, "POST {path}"),
+            Step::StrategicPatch { path, .. } => write!(f, "PATCH (strategic merge) {path}"),
         }
     }
 }
@@ -164,6 +181,14 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<B
         .header("content-type", "application/json")
         .body(Body::from(serde_json::to_vec(body).unwrap()))
         .unwrap()
+}
+
+fn already_exists(path: &str) -> Response<Body> {
+    json_response(
+        StatusCode::CONFLICT,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{path} already exists"), "reason": "AlreadyExists", "code": 409}),
+    )
 }
 
 fn not_found(path: &str) -> Response<Body> {
@@ -215,7 +240,12 @@ impl ApiServer {
                     }
                     Step::GetApplied { path: want } => {
                         assert_eq!(got, format!("GET {want}"), "expected GET {want}");
-                        let applied = seen.iter().rev().find(|s: &&Seen| s.method == Method::PATCH && s.path == want);
+                        let applied = seen.iter().rev().find(|s: &&Seen| {
+                            (s.method == Method::PATCH && s.path == want)
+                                || (s.method == Method::POST
+                                    && s.body["metadata"]["name"].as_str().map(|n| format!("{}/{n}", s.path))
+                                        == Some(want.clone()))
+                        });
                         send.send_response(match applied {
                             Some(s) => json_response(StatusCode::OK, &s.body),
                             None => not_found(&want),
@@ -247,6 +277,30 @@ impl ApiServer {
                             Some(v) => json_response(StatusCode::OK, &v),
                             None => not_found(&want),
                         });
+                    }
+                    Step::Create { path: want, check, exists } => {
+                        assert_eq!(got, format!("POST {want}"), "expected a create in {want}");
+                        assert!(
+                            query.contains("fieldManager=orderflow-controller"),
+                            "created as orderflow-controller, got ?{query}"
+                        );
+                        check(&body);
+                        send.send_response(if exists {
+                            already_exists(&want)
+                        } else {
+                            json_response(StatusCode::CREATED, &body)
+                        });
+                    }
+                    Step::StrategicPatch { path: want, check, mut reply } => {
+                        assert_eq!(got, format!("PATCH {want}"), "expected a strategic merge patch of {want}");
+                        assert_eq!(content_type, "application/strategic-merge-patch+json", "PATCH {want}");
+                        check(&body);
+                        if let (Some(into), Some(from)) =
+                            (reply["metadata"].as_object_mut(), body["metadata"].as_object())
+                        {
+                            into.extend(from.clone());
+                        }
+                        send.send_response(json_response(StatusCode::OK, &reply));
                     }
                     Step::Event { type_, reason } => {
                         let events = format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events");
@@ -384,5 +438,77 @@ impl Drop for Cleanup {
             tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(cleanup)
         })
         .join();
+    }
+}
+
+/// The key Secrets of `p` as the controller makes them (fresh material).
+pub fn key_secrets(p: &OrderPipeline) -> Vec<Secret> {
+    let owner = orderflow_controller::plan::publish::Owner {
+        name: p.metadata.name.clone().unwrap(),
+        namespace: NAMESPACE.into(),
+        uid: p.metadata.uid.clone(),
+    };
+    Key::ALL.iter().map(|&key| keys::key_secret(&owner, key, &key.generate())).collect()
+}
+
+/// The reads of `p`'s key Secrets, answered with `present` (or 404 each when empty).
+pub fn key_gets(p: &OrderPipeline, present: &[Secret]) -> Vec<Step> {
+    let name = p.metadata.name.clone().unwrap();
+    Key::ALL
+        .iter()
+        .map(|key| {
+            let path = secret_path(&key.secret_name(&name));
+            let reply = present
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(key.secret_name(&name).as_str()))
+                .map(|s| serde_json::to_value(s).unwrap());
+            Step::Get { path, reply }
+        })
+        .collect()
+}
+
+/// The creates of `p`'s two key Secrets, each body checked by [`assert_new_key_secret`].
+pub fn key_creates(p: &OrderPipeline) -> Vec<Step> {
+    let name = p.metadata.name.clone().unwrap();
+    Key::ALL
+        .iter()
+        .map(|&key| {
+            let name = name.clone();
+            Step::Create {
+                path: secrets_path(),
+                check: Box::new(move |body| assert_new_key_secret(body, &name, key)),
+                exists: false,
+            }
+        })
+        .collect()
+}
+
+/// A created key Secret: its name, labels, no owner reference, and key
+/// material the order-service can use. The signing key is parsed as an
+/// Ed25519 PKCS#8 key (aws-lc-rs, as the order-service does) and signs;
+/// the client secret key is 256 bits of URL-safe base64.
+pub fn assert_new_key_secret(body: &Value, pipeline: &str, key: Key) {
+    assert_eq!(body["metadata"]["name"], key.secret_name(pipeline).as_str());
+    assert_eq!(body["metadata"]["labels"]["orderflow.dev/pipeline"], pipeline);
+    assert_eq!(body["metadata"]["labels"][keys::KEY_LABEL], key.id());
+    assert!(body["metadata"].get("ownerReferences").is_none(), "a key Secret outlives its pipeline: {body}");
+    let data: ByteString = serde_json::from_value(body["data"][key.data_key()].clone()).expect("base64 data");
+    let text = String::from_utf8(data.0).unwrap();
+    match key {
+        Key::Signing => {
+            use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+            let block = pem::parse(&text).expect("PEM");
+            assert_eq!(block.tag(), "PRIVATE KEY");
+            let pair = Ed25519KeyPair::from_pkcs8(block.contents()).expect("an Ed25519 key in PKCS#8");
+            let signature = pair.sign(b"header.claims");
+            UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref())
+                .verify(b"header.claims", signature.as_ref())
+                .expect("it signs");
+        }
+        Key::ClientSecret => {
+            let key = text.trim();
+            assert_eq!(key.len(), 43, "{} characters", key.len());
+            assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
     }
 }

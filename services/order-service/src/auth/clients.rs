@@ -57,7 +57,7 @@ impl SecretKind {
 pub struct ClientSecretKey(hmac::Key);
 
 /// The shortest accepted `CLIENT_SECRET_KEY`, in bytes.
-pub const MIN_KEY_LEN: usize = 32;
+pub const MIN_KEY_LEN: usize = keygen::CLIENT_SECRET_KEY_MIN_LEN;
 
 impl ClientSecretKey {
     /// A key from at least [`MIN_KEY_LEN`] bytes (the variable's text as is).
@@ -65,9 +65,10 @@ impl ClientSecretKey {
         (material.len() >= MIN_KEY_LEN).then(|| Self(hmac::Key::new(hmac::HMAC_SHA256, material)))
     }
 
-    /// A fresh random key, printed by `order-service keys client-secret-key`.
+    /// A fresh random key, printed by `order-service keys client-secret-key`
+    /// (the controller makes its key Secrets with the same function).
     pub fn generate_text() -> String {
-        random_token(32)
+        keygen::client_secret_key()
     }
 
     fn tag(&self, secret: &str) -> String {

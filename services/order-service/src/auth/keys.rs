@@ -11,7 +11,6 @@ use std::collections::HashMap;
 
 use aws_lc_rs::{
     encoding::{AsDer, PublicKeyX509Der},
-    rand::SystemRandom,
     signature::{Ed25519KeyPair, KeyPair},
 };
 use chrono::Utc;
@@ -209,10 +208,10 @@ impl KeySet {
     }
 }
 
-/// A new random Ed25519 private key as PKCS#8 PEM (`order-service keys generate`).
+/// A new random Ed25519 private key as PKCS#8 PEM (`order-service keys generate`;
+/// the controller makes its key Secrets with the same function).
 pub fn generate_private_key_pem() -> String {
-    let der = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).expect("the system RNG works");
-    pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref()))
+    keygen::ed25519_private_key_pem()
 }
 
 /// The public half of a PEM private key as `PUBLIC KEY` (SubjectPublicKeyInfo)

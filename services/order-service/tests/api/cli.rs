@@ -65,6 +65,47 @@ async fn clients_create_needs_only_the_database_prints_the_secret_once_and_store
     assert!(!String::from_utf8_lossy(&chosen.stdout).contains("a-chosen-secret-9f2c"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_create_takes_the_secret_from_a_file_as_helm_test_does() {
+    let app = spawn_app().await;
+    let dir = std::env::temp_dir().join(format!("orderflow-cli-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("client-secret");
+    std::fs::write(&file, "made-in-the-pod-7c1e0a\n").unwrap();
+    let create = |client_id: &str, replace: bool| {
+        let mut command = order_service();
+        command
+            .env_clear()
+            .args(["clients", "create", "--customer-id", &uuid::Uuid::now_v7().to_string(), "--client-id", client_id])
+            .env("DATABASE_URL", &app.db.url)
+            .env("ORDERFLOW_NEW_CLIENT_SECRET_FILE", &file);
+        if replace {
+            command.arg("--replace");
+        }
+        command.output().unwrap()
+    };
+    let out = create("from-file", false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("made-in-the-pod"), "a chosen secret is never echoed");
+    let status = |secret: &'static str| {
+        let app = &app;
+        async move { app.token_request(&[("grant_type", "client_credentials")], Some(("from-file", secret))).await.status() }
+    };
+    assert_eq!(status("made-in-the-pod-7c1e0a").await, reqwest::StatusCode::OK, "trimmed, then stored");
+
+    // The next run's secret replaces it: the old one stops working.
+    std::fs::write(&file, "the-next-run-51b9d2").unwrap();
+    assert!(create("from-file", true).status.success());
+    assert_eq!(status("made-in-the-pod-7c1e0a").await, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(status("the-next-run-51b9d2").await, reqwest::StatusCode::OK);
+
+    std::fs::write(&file, " \n").unwrap();
+    let empty = create("empty-file", false);
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("is empty"), "{}", String::from_utf8_lossy(&empty.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bad_configuration_stops_start_up_and_names_each_variable() {
     let output = order_service()
