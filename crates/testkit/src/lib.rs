@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod queues;
 pub mod redis_server;
 pub mod tls_postgres;
+pub mod upgrade;
 
 pub use db::TestDb;
 pub use process::{ServiceProcess, Spawn};

@@ -229,19 +229,9 @@ fn serve(role: Role) -> (Client, Arc<Mutex<Log>>) {
         let mut store = Store::default();
         let mut open_watches = Vec::new();
         while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().clone();
-            let path = request.uri().path().to_owned();
-            let query = request.uri().query().unwrap_or_default().to_owned();
-            let content_type = request
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-            let r =
-                rbac::Request { method: &method, path: &path, query: &query, content_type: &content_type, body: &body };
+            let received = rbac::Received::read(request).await;
+            let r = received.as_request();
+            let rbac::Received { method, path, query, body, .. } = &received;
             let needed = rbac::required(&r).unwrap_or_default();
             {
                 let mut log = server_log.lock().unwrap();
@@ -252,7 +242,7 @@ fn serve(role: Role) -> (Client, Arc<Mutex<Log>>) {
                 }
                 log.seen.extend(needed);
             }
-            match store.answer(&method, &path, &query, &body) {
+            match store.answer(method, path, query, body) {
                 Some(response) => send.send_response(response),
                 None => open_watches.push(send),
             }

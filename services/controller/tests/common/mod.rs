@@ -211,24 +211,9 @@ impl ApiServer {
                     .await
                     .unwrap_or_else(|_| panic!("no request within {STEP_TIMEOUT:?}; expected {step:?}"))
                     .unwrap_or_else(|| panic!("the reconciler stopped calling the API; expected {step:?}"));
-                let method = request.method().clone();
-                let path = request.uri().path().to_owned();
-                let query = request.uri().query().unwrap_or_default().to_owned();
-                let content_type = request
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let bytes = request.into_body().collect_bytes().await.unwrap();
-                let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-                role.assert_allows(&rbac::Request {
-                    method: &method,
-                    path: &path,
-                    query: &query,
-                    content_type: &content_type,
-                    body: &body,
-                });
+                let received = rbac::Received::read(request).await;
+                role.assert_allows(&received.as_request());
+                let rbac::Received { method, path, query, content_type, body } = received;
                 let got = format!("{method} {path}");
                 match step {
                     Step::Get { path: want, reply } => {

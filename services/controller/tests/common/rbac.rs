@@ -70,6 +70,43 @@ pub struct Request<'a> {
     pub body: &'a Value,
 }
 
+/// A request as the mocked API server received it, read once and owned, so a
+/// scenario can both authorize it ([`Received::as_request`]) and answer it.
+pub struct Received {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Received {
+    pub async fn read(request: http::Request<kube::client::Body>) -> Self {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Received { method, path, query, content_type, body }
+    }
+
+    pub fn as_request(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            content_type: &self.content_type,
+            body: &self.body,
+        }
+    }
+}
+
 /// The rules of one Role, bound in one namespace.
 #[derive(Debug, Clone)]
 pub struct Role {
