@@ -65,15 +65,16 @@ impl PgError {
 }
 
 /// `"name"`, with embedded quotes doubled: an SQL identifier that means
-/// exactly `name`.
+/// exactly `name` (libpq's PQescapeIdentifier, as postgres-protocol ports it).
 pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    postgres_protocol::escape::escape_identifier(name)
 }
 
-/// `'text'`, with embedded quotes doubled (standard_conforming_strings is on
-/// in every supported PostgreSQL, so backslashes are literal).
+/// `'text'`, with embedded quotes doubled, and in the `E'...'` form when it
+/// holds a backslash, so it means `text` whatever standard_conforming_strings
+/// says (libpq's PQescapeLiteral, as postgres-protocol ports it).
 pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    postgres_protocol::escape::escape_literal(text)
 }
 
 /// A name checked against the identifier pattern, then quoted. Validation has
@@ -530,6 +531,7 @@ mod tests {
         assert_eq!(quote_ident("orders"), "\"orders\"");
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b"), r" E'a\\b'");
         assert!(ident("orders; DROP TABLE x").is_err());
         assert_eq!(ident("orderflow_orders").unwrap(), "\"orderflow_orders\"");
     }
