@@ -25,6 +25,7 @@ pub mod refs;
 pub mod resource;
 pub mod run;
 pub mod sqs;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod validate;
 
