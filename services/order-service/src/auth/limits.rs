@@ -74,8 +74,9 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         Ok(())
     }
 
-    /// Keys currently tracked (for tests).
-    pub fn tracked(&self) -> usize {
+    /// Keys currently tracked (the unit tests' view of pruning).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.state.lock().expect("limiter lock").full_at.len()
     }
 }
