@@ -13,7 +13,7 @@ ensure_postgres() {
   step "starting PostgreSQL"
   local version
   version=$(ls /etc/postgresql | sort -V | tail -1)
-  # Local development: trust connections from loopback, as the defaults in the README assume.
+  # Local development: trust connections from loopback, as the local defaults (docs/CONFIGURATION.md) assume.
   local hba="/etc/postgresql/$version/main/pg_hba.conf"
   if ! grep -q "orderflow-dev" "$hba" 2>/dev/null; then
     $SUDO sed -i '1i host all all 127.0.0.1/32 trust # orderflow-dev\nhost all all ::1/128 trust # orderflow-dev' "$hba"

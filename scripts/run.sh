@@ -56,7 +56,7 @@ fi
 KEY="$PIPELINE_DIR/demo-jwt/jwt.pem"
 CLIENT_KEY="$PIPELINE_DIR/demo-client-secret-key/client-secret.key"
 
-# Shared settings of the local services (see the README's configuration table).
+# Shared settings of the local services (see docs/CONFIGURATION.md).
 # The schema is the controller's: the services do not migrate, as in a cluster.
 unset SQS_CREATE_QUEUES
 export DATABASE_MIGRATE=false

@@ -1,7 +1,7 @@
 """Monitoring as shipped: the alerts an operator acts on, each linked to its runbook
 entry; the Grafana dashboard as a sidecar-labelled ConfigMap; the ServiceMonitor
 finding every metrics Service; and every query naming only metrics the services
-export (README "Metrics" table) or kube-state-metrics provides; and the alerts as
+export (docs/OBSERVABILITY.md "Metrics" table) or kube-state-metrics provides; and the alerts as
 Prometheus evaluates them: `promtool check rules` on every value set, `promtool test
 rules` (charts/tests/alerts/) showing each alert fire on a series and stay quiet on
 another, with the default values and with tuned ones.
@@ -17,7 +17,7 @@ from conftest import CHART, RELEASE, ROOT, VALUE_SET_IDS, VALUE_SETS, by_kind, h
 from promrules import ALERT_TESTS, alert_cases, promtool, rule_groups, rules_file, unit_test_file
 
 TLS_SET = next(p for p in VALUE_SETS if p and p.stem == "ingress-tls-values")
-# Alert -> README runbook anchor (the runbook entries are headings "Runbook: ...").
+# Alert -> docs/RUNBOOK.md anchor (the runbook entries are headings "Runbook: ...").
 RUNBOOKS = {
     "OrderflowDeadLetterQueueNotEmpty": "runbook-dead-letter-queue-not-empty",
     "OrderflowOutboxBacklogGrowing": "runbook-outbox-backlog-growing",
@@ -31,8 +31,8 @@ KUBE_STATE_METRICS = {"kube_deployment_status_replicas_available", "kube_deploym
 
 
 def exported_metrics():
-    """Metric names in the first cells of the README's metrics table ("**Metrics.**")."""
-    section = (ROOT / "README.md").read_text().split("**Metrics.**", 1)[1].splitlines()
+    """Metric names in the first cells of docs/OBSERVABILITY.md's metrics table ("**Metrics.**")."""
+    section = (ROOT / "docs" / "OBSERVABILITY.md").read_text().split("**Metrics.**", 1)[1].splitlines()
     start = next(i for i, line in enumerate(section) if line.startswith("|"))
     names = set()
     for line in section[start:]:
@@ -64,6 +64,19 @@ def test_alerts_are_the_ones_an_operator_acts_on_and_link_their_runbook():
         assert rule["annotations"]["runbook_url"] == f"{values['metrics']['prometheusRule']['runbookUrl']}#{RUNBOOKS[name]}"
         assert rule["annotations"]["summary"] and rule["for"], name
         assert 'namespace="orderflow"' in rule["expr"], f"{name} must only see this release's namespace"
+
+
+def github_anchor(heading):
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_runbook_link_lands_on_an_entry_of_the_runbook():
+    values = load_values(None)
+    assert values["metrics"]["prometheusRule"]["runbookUrl"].endswith("/docs/RUNBOOK.md")
+    headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / "RUNBOOK.md").read_text(), re.M)
+    anchors = {github_anchor(h) for h in headings}
+    assert set(RUNBOOKS.values()) <= anchors, f"runbook entries missing: {sorted(set(RUNBOOKS.values()) - anchors)}"
 
 
 def test_queue_alerts_name_the_pipelines_queues():

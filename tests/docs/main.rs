@@ -1,7 +1,11 @@
 //! The docs agree with the code where the code can say: the crate graph drawn in
 //! docs/ARCHITECTURE.md is the workspace's own dependency graph, as `cargo
 //! metadata` reports it (normal dependencies between workspace members; the
-//! test-only crates `testkit` and `e2e` are left out of the drawing).
+//! test-only crates `testkit` and `e2e` are left out of the drawing); the
+//! configuration reference is generated from the settings code
+//! ([`configuration`]).
+
+mod configuration;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

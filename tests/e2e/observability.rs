@@ -1,4 +1,4 @@
-//! Metrics after real traffic, the README's metrics table held to the
+//! Metrics after real traffic, docs/OBSERVABILITY.md's metrics table held to the
 //! declarations, and no secret in the logs of a full run.
 
 use std::{collections::BTreeSet, time::Duration};
@@ -6,10 +6,11 @@ use std::{collections::BTreeSet, time::Duration};
 use e2e::{Options, System, sample};
 use telemetry::Metric;
 
-/// The metric names of the README's metrics table (first column, before any `{`).
+/// The metric names of docs/OBSERVABILITY.md's metrics table (first column, before any `{`).
 fn readme_metrics() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let table = readme.split("**Metrics.**").nth(1).expect("the README has a Metrics section");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OBSERVABILITY.md"))
+        .expect("docs/OBSERVABILITY.md");
+    let table = readme.split("**Metrics.**").nth(1).expect("docs/OBSERVABILITY.md has a Metrics section");
     table
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -27,14 +28,14 @@ fn names(metrics: &[Metric]) -> BTreeSet<String> {
 }
 
 #[test]
-fn the_readme_table_lists_exactly_the_declared_metrics() {
+fn the_observability_table_lists_exactly_the_declared_metrics() {
     let declared: BTreeSet<String> =
         names(&order_service::metrics::all()).union(&names(&delivery_service::metrics::all())).cloned().collect();
     let documented = readme_metrics();
     let undocumented: Vec<_> = declared.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&declared).collect();
-    assert!(undocumented.is_empty(), "declared but not in the README table: {undocumented:?}");
-    assert!(unknown.is_empty(), "in the README table but declared nowhere: {unknown:?}");
+    assert!(undocumented.is_empty(), "declared but not in the OBSERVABILITY.md table: {undocumented:?}");
+    assert!(unknown.is_empty(), "in the OBSERVABILITY.md table but declared nowhere: {unknown:?}");
 }
 
 /// Whether a scrape carries a sample of every metric in `metrics`.

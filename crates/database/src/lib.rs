@@ -58,6 +58,35 @@ pub enum Pooler {
     Address { host: String, port: u16, ssl_mode: Option<PgSslMode> },
 }
 
+/// The `DATABASE_*` variables, for the configuration reference.
+pub const SETTINGS: &[settings::Doc] = &[
+    settings::Doc::deployer(
+        "DATABASE_URL",
+        "the service's database; also the direct connection for LISTEN, migrations and admin commands when `DATABASE_POOLER` is set",
+    ),
+    settings::Doc::deployer(
+        "DATABASE_MAX_CONNECTIONS",
+        "connections to PostgreSQL in all (at least 2): a quarter, two to four, for the shared pool (LISTEN, clients, janitors, gauges), the rest for the per-request and per-message paths; through `DATABASE_POOLER` one pool of this size",
+    ),
+    settings::Doc::tuning(
+        "DATABASE_POOLER",
+        "a PgBouncer in transaction pooling mode for the pool: `host[:port]` (`DATABASE_URL`'s role, password and database there; port 6432 by default) or its own `postgres://` URL",
+    ),
+    settings::Doc::tuning(
+        "DATABASE_POOLER_SSLMODE",
+        "with `DATABASE_POOLER=host[:port]`: the `sslmode` of the pool's hop to the pooler alone (e.g. `prefer` for a PgBouncer without client TLS while `DATABASE_URL` says `verify-full`); unset, `DATABASE_URL`'s",
+    ),
+    settings::Doc::tuning(
+        "DATABASE_STATEMENT_CACHE",
+        "prepared statements cached per pooled connection; must be 0 (its default there) through a pooler",
+    ),
+    settings::Doc::development(
+        "DATABASE_MIGRATE",
+        "apply migrations at start-up (local runs and tests); the controller, or a `migrate` job, owns schema changes in a cluster and the chart sets it `false`",
+    ),
+    settings::Doc::tuning("DATABASE_ACQUIRE_TIMEOUT", "longest wait for a pooled connection (then 503)"),
+];
+
 /// How to reach a service's database.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -83,9 +112,7 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     /// Reads the `DATABASE_*` variables; `default_db` names the local database.
     pub fn from_env(env: &mut Env, default_db: &str, default_pool: u32) -> Self {
-        let url = env
-            .secret("DATABASE_URL")
-            .unwrap_or_else(|| format!("postgres://postgres@127.0.0.1:5432/{default_db}").into());
+        let url = env.secret_or("DATABASE_URL", &format!("postgres://postgres@127.0.0.1:5432/{default_db}"));
         let direct = parse_url(url.expose_secret());
         if let Err(e) = &direct {
             env.invalid("DATABASE_URL", e);

@@ -21,6 +21,32 @@ pub struct SqsSettings {
     pub attempt_timeout: Duration,
 }
 
+/// The `SQS_*` variables, for the configuration reference.
+pub const SQS_SETTINGS: &[settings::Doc] = &[
+    settings::Doc::deployer(
+        "SQS_ENDPOINT_URL",
+        "SQS endpoint override, e.g. `http://127.0.0.1:9324` for an emulator; unset, AWS",
+    ),
+    settings::Doc::deployer("AWS_REGION", "region of the queues"),
+    settings::Doc::tuning("SQS_TIMEOUT", "longest SQS call (long polls add their wait)"),
+    settings::Doc::tuning(
+        "ORDERS_QUEUE",
+        "the FIFO queue of orders: the order-service publishes to it, the delivery-service consumes it",
+    ),
+    settings::Doc::tuning(
+        "DELIVERY_STATUS_QUEUE",
+        "the FIFO queue of status events: the delivery-service publishes to it, the order-service consumes it",
+    ),
+    settings::Doc::development(
+        "SQS_CREATE_QUEUES",
+        "create the queues with their DLQs at start-up (tests and benchmarks; `make run` and the cluster leave the queues to the controller)",
+    ),
+    settings::Doc::tuning(
+        "SQS_MAX_RECEIVE_COUNT",
+        "receives before a message goes to its DLQ, when this process creates the queues",
+    ),
+];
+
 impl SqsSettings {
     /// Reads `SQS_ENDPOINT_URL`, `AWS_REGION` and `SQS_TIMEOUT`.
     pub fn from_env(env: &mut settings::Env) -> Self {

@@ -274,6 +274,20 @@ pub struct ConsumerConfig {
     pub hold_max_delay: Duration,
 }
 
+/// The `CONSUMER_*` variables, for the configuration reference.
+pub const CONSUMER_SETTINGS: &[settings::Doc] = &[
+    settings::Doc::tuning("CONSUMER_POLLERS", "concurrent long polls of the consumed queue"),
+    settings::Doc::tuning("CONSUMER_WAIT_TIME", "long-poll wait (at most 20 s)"),
+    settings::Doc::tuning(
+        "CONSUMER_VISIBILITY_TIMEOUT",
+        "visibility of received messages, extended by a heartbeat while in hand; a crashed consumer's messages reappear after it",
+    ),
+    settings::Doc::tuning(
+        "INBOX_RETENTION",
+        "how long applied event ids are remembered (past SQS's 14-day retention nothing is redelivered); older inbox rows, and the order API's expired idempotency records, are deleted every minute in small batches",
+    ),
+];
+
 impl ConsumerConfig {
     /// Reads `CONSUMER_POLLERS`, `CONSUMER_WAIT_TIME` and
     /// `CONSUMER_VISIBILITY_TIMEOUT` for reading `queue`.

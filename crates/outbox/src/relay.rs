@@ -73,6 +73,29 @@ pub struct RelayConfig {
     pub max_attempts: i32,
 }
 
+/// The `OUTBOX_*` variables, for the configuration reference.
+pub const SETTINGS: &[settings::Doc] = &[
+    settings::Doc::development(
+        "OUTBOX_RELAY_ENABLED",
+        "run the outbox relay in this process (the intake-only benchmark turns it off; some process must run it)",
+    ),
+    settings::Doc::tuning("OUTBOX_POLL_INTERVAL", "how often the relay looks for rows it was not woken for"),
+    settings::Doc::tuning(
+        "OUTBOX_LINGER",
+        "how long a woken relay waits for more rows, so busy relays send fuller batches (a relay whose last batch held one row sends at once)",
+    ),
+    settings::Doc::tuning(
+        "OUTBOX_BREAKER_COOLDOWN",
+        "first pause after SQS fails (doubles per failed probe, up to 30 s)",
+    ),
+    settings::Doc::tuning("OUTBOX_RELAY_CONCURRENCY", "relay loops per process (each claims its own batch)"),
+    settings::Doc::tuning(
+        "OUTBOX_LEASE",
+        "how long a relay's claim holds rows while it sends them (longer than the slowest `SendMessageBatch`); a crashed relay's rows are sent by another after it",
+    ),
+    settings::Doc::tuning("OUTBOX_MAX_ATTEMPTS", "refusals by SQS after which a row is parked (docs/RUNBOOK.md)"),
+];
+
 impl RelayConfig {
     /// Reads `OUTBOX_POLL_INTERVAL`, `OUTBOX_LINGER`, `OUTBOX_BREAKER_COOLDOWN`,
     /// `OUTBOX_RELAY_CONCURRENCY`, `OUTBOX_LEASE` and `OUTBOX_MAX_ATTEMPTS` over

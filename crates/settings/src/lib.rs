@@ -4,143 +4,19 @@
 //! [`Env`] reader. The reader never stops at the first problem: it collects every
 //! missing or malformed variable, so an operator fixes a deployment in one go, and
 //! every message names the variable. Secrets are read into [`SecretString`], whose
-//! `Debug` output is redacted. This crate knows nothing of any service.
+//! `Debug` output is redacted; a secret may also come from a file (`X_FILE`).
+//! What the reader reads, joined with each crate's [`Doc`] table, is the
+//! generated configuration reference ([`reference`]). This crate knows nothing
+//! of any service.
 
-use std::{collections::HashMap, fmt::Display, str::FromStr, time::Duration};
+mod env;
+pub mod reference;
 
+use std::time::Duration;
+
+pub use env::{ConfigError, Env, Recorder};
+pub use reference::Doc;
 pub use secrecy::{ExposeSecret, SecretString};
-
-/// Reads variables from a source (the process environment, or a map in tests)
-/// and remembers every problem until [`Env::finish`].
-/// Where variables are read from.
-type Source = Box<dyn Fn(&str) -> Option<String> + Send>;
-
-pub struct Env {
-    source: Source,
-    errors: Vec<String>,
-}
-
-/// Start-up configuration was invalid; the message lists every bad variable.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
-pub struct ConfigError(pub Vec<String>);
-
-impl Env {
-    /// Reads the process environment.
-    pub fn from_process() -> Self {
-        Self::from_fn(|name| std::env::var(name).ok())
-    }
-
-    /// Reads only the given pairs: for tests, which must not depend on the
-    /// environment they happen to run in.
-    pub fn from_pairs<I, K, V>(pairs: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: Into<String>,
-        V: Into<String>,
-    {
-        let map: HashMap<String, String> = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        Self::from_fn(move |name| map.get(name).cloned())
-    }
-
-    fn from_fn(f: impl Fn(&str) -> Option<String> + Send + 'static) -> Self {
-        Self { source: Box::new(f), errors: Vec::new() }
-    }
-
-    /// The raw value, with empty strings treated as unset.
-    fn raw(&self, name: &str) -> Option<String> {
-        (self.source)(name).filter(|v| !v.trim().is_empty())
-    }
-
-    fn parse<T: FromStr>(&mut self, name: &str, raw: String) -> Option<T>
-    where
-        T::Err: Display,
-    {
-        match raw.trim().parse() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.errors.push(format!("{name}: invalid value {raw:?}: {e}"));
-                None
-            }
-        }
-    }
-
-    /// A value with a default used when the variable is unset.
-    pub fn get<T: FromStr>(&mut self, name: &str, default: T) -> T
-    where
-        T::Err: Display,
-    {
-        match self.raw(name) {
-            Some(raw) => self.parse(name, raw).unwrap_or(default),
-            None => default,
-        }
-    }
-
-    /// A value that may be absent.
-    pub fn optional<T: FromStr>(&mut self, name: &str) -> Option<T>
-    where
-        T::Err: Display,
-    {
-        let raw = self.raw(name)?;
-        self.parse(name, raw)
-    }
-
-    /// A value that must be present; its absence is recorded as an error.
-    pub fn required<T: FromStr>(&mut self, name: &str, what: &str) -> Option<T>
-    where
-        T::Err: Display,
-    {
-        match self.raw(name) {
-            Some(raw) => self.parse(name, raw),
-            None => {
-                self.errors.push(format!("{name}: required ({what})"));
-                None
-            }
-        }
-    }
-
-    /// A secret that may be absent. Never echoed in errors.
-    pub fn secret(&mut self, name: &str) -> Option<SecretString> {
-        self.raw(name).map(SecretString::from)
-    }
-
-    /// A duration written as `250ms`, `10s`, `5m` or `1h` (see [`parse_duration`]).
-    pub fn duration(&mut self, name: &str, default: Duration) -> Duration {
-        match self.raw(name) {
-            Some(raw) => match parse_duration(&raw) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.errors.push(format!("{name}: invalid duration {raw:?}: {e}"));
-                    default
-                }
-            },
-            None => default,
-        }
-    }
-
-    /// A boolean written as true/false, 1/0, yes/no or on/off.
-    pub fn flag(&mut self, name: &str, default: bool) -> bool {
-        match self.raw(name).map(|v| v.trim().to_ascii_lowercase()) {
-            None => default,
-            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
-            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
-            Some(v) => {
-                self.errors.push(format!("{name}: invalid boolean {v:?} (use true or false)"));
-                default
-            }
-        }
-    }
-
-    /// Records a problem found by a cross-field check.
-    pub fn invalid(&mut self, name: &str, message: impl Display) {
-        self.errors.push(format!("{name}: {message}"));
-    }
-
-    /// Ends reading: `Err` lists every problem seen.
-    pub fn finish(self) -> Result<(), ConfigError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ConfigError(self.errors)) }
-    }
-}
 
 /// The settings, or — for a binary's start-up — the error on stderr and exit
 /// code 2, the conventional code for a usage error.
@@ -204,6 +80,28 @@ mod tests {
         let mut env = Env::from_pairs([("TTL", "18446744073709551615h")]);
         assert_eq!(env.duration("TTL", Duration::from_secs(1)), Duration::from_secs(1));
         assert!(env.finish().unwrap_err().to_string().contains("TTL"));
+    }
+
+    #[test]
+    fn a_secret_comes_from_its_variable_or_from_the_file_its_file_variable_names() {
+        let dir = std::env::temp_dir().join(format!("settings-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key");
+        std::fs::write(&path, "  from-file\n").unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        let mut env = Env::from_pairs([("A", "direct"), ("B_FILE", path.as_str())]);
+        assert_eq!(env.secret_or_file("A").unwrap().expose_secret(), "direct");
+        assert_eq!(env.secret_or_file("B").unwrap().expose_secret(), "from-file");
+        assert!(env.secret_or_file("C").is_none());
+        assert!(env.finish().is_ok());
+
+        let mut env = Env::from_pairs([("A", "x"), ("A_FILE", path.as_str()), ("B_FILE", "/nonexistent/key")]);
+        assert!(env.secret_or_file("A").is_none());
+        assert!(env.secret_or_file("B").is_none());
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("A_FILE: set either A or A_FILE, not both"), "{err}");
+        assert!(err.contains("B_FILE: cannot read /nonexistent/key"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

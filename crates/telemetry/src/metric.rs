@@ -3,7 +3,7 @@
 //! `metrics` module: name, kind, help and label names. Code records through
 //! those constants, giving only label *values* in the declared order, so a name
 //! or a label key is written exactly once, `/metrics` carries the help text,
-//! and a test can hold the README's metrics table to the declarations.
+//! and a test can hold docs/OBSERVABILITY.md's metrics table to the declarations.
 
 /// What a metric measures over time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! RFC 9457 `application/problem+json` responses.
 //!
-//! `type` is a stable URI per kind of problem (documented in the README), so a
+//! `type` is a stable URI per kind of problem (documented in docs/API.md, "Errors"), so a
 //! client can branch on it; `detail` is for humans. 422 responses list every bad
 //! field at once in `errors`.
 
@@ -43,7 +43,7 @@ pub struct Problem {
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
-/// Base of the `type` URIs; each kind is documented under this path in the README.
+/// Base of the `type` URIs; each kind is listed in docs/API.md, "Errors".
 const TYPE_BASE: &str = "https://orderflow.dev/problems/";
 
 impl Problem {

@@ -71,6 +71,28 @@ impl Default for ServeSettings {
     }
 }
 
+/// The listener's variables, for the configuration reference.
+pub const SETTINGS: &[settings::Doc] = &[
+    settings::Doc::tuning("HTTP_ADDR", "where HTTP listens (port 0 picks a free one)"),
+    settings::Doc::tuning("HTTP_REQUEST_TIMEOUT", "longest request (then 408, counted in the HTTP metrics)"),
+    settings::Doc::tuning(
+        "SHUTDOWN_TIMEOUT",
+        "longest time from SIGTERM to exit: finish requests, hand back messages, flush the relay",
+    ),
+    settings::Doc::tuning(
+        "HTTP_HEADER_READ_TIMEOUT",
+        "a request head must arrive whole within this (also the longest wait for the next request on a kept-alive connection); slow clients are cut off",
+    ),
+    settings::Doc::tuning(
+        "HTTP_IDLE_TIMEOUT",
+        "a connection on which nothing moves either way for this long is closed; must exceed `HTTP_REQUEST_TIMEOUT` (and the order API's `SSE_KEEPALIVE`)",
+    ),
+    settings::Doc::tuning(
+        "HTTP_MAX_CONNECTIONS",
+        "connections open at once; past it new ones wait in the kernel backlog (the order API: must exceed `SSE_MAX_STREAMS`)",
+    ),
+];
+
 impl ServeSettings {
     /// Reads the three variables, with the defaults above.
     pub fn from_env(env: &mut Env) -> Self {

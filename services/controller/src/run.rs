@@ -38,6 +38,23 @@ use crate::{
     resource::OrderPipeline,
 };
 
+/// The controller's own variables, for the configuration reference.
+pub const SETTINGS: &[settings::Doc] = &[
+    settings::Doc::tuning(
+        "WATCH_NAMESPACE",
+        "namespace whose OrderPipelines are reconciled; unset, `POD_NAMESPACE` (the chart sets it), else the kubeconfig's",
+    ),
+    settings::Doc::development("POD_NAMESPACE", "the pod's own namespace, from the downward API"),
+    settings::Doc::development(
+        "POD_NAME",
+        "this replica's name in Events and the Lease, from the downward API; unset, the host name",
+    ),
+    settings::Doc::tuning("LEADER_ELECTION", "leader election through a Lease; off only for one-replica debugging"),
+    settings::Doc::tuning("LEASE_NAME", "name of the Lease"),
+    settings::Doc::tuning("RESYNC_INTERVAL", "period of the drift-repairing reconcile (at least 10 s)"),
+    settings::Doc::tuning("RECONCILE_CONCURRENCY", "OrderPipelines reconciled at once"),
+];
+
 /// Settings of the in-cluster controller, from the environment.
 #[derive(Debug, Clone)]
 pub struct RunSettings {

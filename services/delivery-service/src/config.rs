@@ -1,6 +1,7 @@
 //! The delivery-service's settings: one struct filled from environment
 //! variables with local defaults, validated at start-up. Listed with defaults in
-//! the README's configuration table.
+//! docs/CONFIGURATION.md, generated from these reads and the [`SETTINGS`]
+//! descriptions (the shared variables are described by the crates that own them).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -11,6 +12,24 @@ use settings::Env;
 
 /// The local database's name, used when `DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE: &str = "orderflow_delivery";
+
+/// The delivery-service's own variables, for the configuration reference.
+pub const SETTINGS: &[settings::Doc] = &[
+    settings::Doc::tuning("SHIP_AFTER", "simulated delay before a shipment ships (0 is allowed)"),
+    settings::Doc::tuning("DELIVER_AFTER", "simulated delay before a shipped parcel is delivered (0 is allowed)"),
+    settings::Doc::tuning("STEP_JITTER", "random extra delay per step, up to this"),
+    settings::Doc::tuning(
+        "SCHEDULER_INTERVAL",
+        "longest sleep between looks for due shipments (the scheduler sleeps until the earliest timer, and a new shipment due sooner wakes it)",
+    ),
+    settings::Doc::tuning("SCHEDULER_BATCH", "due shipments advanced per transaction"),
+    settings::Doc::tuning(
+        "SCHEDULER_RETRY_AFTER",
+        "when a shipment whose step failed is tried again (the others move on)",
+    ),
+    settings::Doc::development("CONSUMER_ENABLED", "consume the orders queue in this process"),
+    settings::Doc::development("SCHEDULER_ENABLED", "advance due shipments in this process"),
+];
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -1,5 +1,5 @@
 //! `delivery-service`: run the service (default) or apply migrations.
-//! Configuration comes from the environment (README, "Configuration").
+//! Configuration comes from the environment (docs/CONFIGURATION.md).
 //!
 //! ```text
 //! delivery-service            # serve: consumer, scheduler, outbox relay, HTTP on :8081

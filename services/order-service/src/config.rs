@@ -1,6 +1,7 @@
 //! The order-service's settings: one struct, filled from environment variables
 //! with defaults for local development, validated at start-up. Every variable is
-//! listed, with its default and meaning, in the README's configuration table.
+//! listed, with its default and meaning, in docs/CONFIGURATION.md, generated
+//! from these reads and the [`SETTINGS`] descriptions.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -13,6 +14,63 @@ use crate::auth::clients::ClientSecretKey;
 
 /// The local database's name, used when `DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE: &str = "orderflow_orders";
+
+/// The order-service's own variables, for the configuration reference (the
+/// shared ones are described by the crates that own them).
+pub const SETTINGS: &[settings::Doc] = &[
+    settings::Doc::development(
+        "STATUS_CONSUMER_ENABLED",
+        "apply status events in the API process; the chart turns it off when `order-service status-consumer` runs as its own Deployment",
+    ),
+    settings::Doc::deployer(
+        "REDIS_URL",
+        "Redis of the idempotency fast path; optional at run time (PostgreSQL alone keeps requests idempotent while it is down)",
+    ),
+    settings::Doc::tuning("REDIS_TIMEOUT", "longest wait for one Redis call before going on without it"),
+    settings::Doc::tuning("REDIS_KEY_PREFIX", "prefix of every Redis key"),
+    settings::Doc::deployer(
+        "JWT_PRIVATE_KEY",
+        "PEM bundle of Ed25519 keys: the first private key signs, all verify (rotation); `order-service keys generate` makes one",
+    ),
+    settings::Doc::tuning("JWT_ISSUER", "`iss` issued and required"),
+    settings::Doc::tuning("JWT_AUDIENCE", "`aud` issued and required"),
+    settings::Doc::tuning("JWT_TTL", "access token lifetime"),
+    settings::Doc::tuning("IDEMPOTENCY_TTL", "how long an `Idempotency-Key` is remembered"),
+    settings::Doc::tuning("DUPLICATE_WINDOW", "double-submit window for orders without a key (`0` disables)"),
+    settings::Doc::tuning(
+        "INTAKE_WRITERS",
+        "transactions placing orders at once; concurrent requests share them (group commit); by default two thirds of the per-request connections, at most 8",
+    ),
+    settings::Doc::tuning("INTAKE_MAX_BATCH", "most orders one intake transaction places"),
+    settings::Doc::tuning("SSE_MAX_STREAMS", "live streams per process (past it 503)"),
+    settings::Doc::tuning(
+        "SSE_MAX_STREAMS_PER_CUSTOMER",
+        "live streams one customer may hold per process (past it 429)",
+    ),
+    settings::Doc::tuning("SSE_KEEPALIVE", "interval of a live stream's keep-alive comments"),
+    settings::Doc::tuning("SSE_RECHECK", "a live stream re-reads its order at least this often (jittered by ±25 %)"),
+    settings::Doc::tuning("AUTH_HASH_CONCURRENCY", "argon2 checks at once (each ~19 MiB)"),
+    settings::Doc::tuning(
+        "AUTH_HASH_WAIT",
+        "longest wait for an argon2 slot; then 503 `temporarily_unavailable` with `Retry-After`",
+    ),
+    settings::Doc::tuning(
+        "AUTH_RATE_PER_CLIENT",
+        "token requests per minute per client id (all at once, then evenly); over it 429 `slow_down` with `Retry-After`; `0` = no limit",
+    ),
+    settings::Doc::deployer(
+        "AUTH_RATE_PER_ADDRESS",
+        "token requests per minute per source address as the socket sees it: behind a proxy or ingress that is the proxy's, so raise it or set `0` there (forwarded headers are not trusted)",
+    ),
+    settings::Doc::deployer(
+        "CLIENT_SECRET_KEY",
+        "at least 32 bytes (`order-service keys client-secret-key` prints one): generated client secrets are stored as HMAC-SHA-256 under it and checked without argon2; unset, every secret is argon2-hashed; changing it invalidates HMAC-stored secrets",
+    ),
+    settings::Doc::tuning(
+        "CLIENT_REVOCATION_REFRESH",
+        "how often the set of disabled clients is re-read (1 s to 60 s); their tokens stop within this",
+    ),
+];
 
 /// Which job a process does; each reads (and demands) only what it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +256,7 @@ impl ApiSettings {
     fn from_env(env: &mut Env, hot: usize) -> Self {
         let api = ApiSettings {
             jwt: JwtSettings::from_env(env),
-            redis_url: env.secret("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            redis_url: env.secret_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_timeout: env.duration("REDIS_TIMEOUT", Duration::from_millis(200)),
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", "orderflow:".to_owned()),
             idempotency_ttl: env.duration("IDEMPOTENCY_TTL", Duration::from_secs(24 * 3600)),
@@ -241,21 +299,8 @@ impl ApiSettings {
 /// named by `CLIENT_SECRET_KEY_FILE` (surrounding whitespace trimmed); `None`
 /// when neither is set. Also read by `order-service clients create`.
 pub fn client_secret_key(env: &mut Env) -> Option<ClientSecretKey> {
-    let material = match (env.secret("CLIENT_SECRET_KEY"), env.optional::<String>("CLIENT_SECRET_KEY_FILE")) {
-        (None, None) => return None,
-        (Some(key), None) => key.expose_secret().trim().to_owned(),
-        (None, Some(path)) => match std::fs::read_to_string(&path) {
-            Ok(key) => key.trim().to_owned(),
-            Err(e) => {
-                env.invalid("CLIENT_SECRET_KEY_FILE", format!("cannot read {path}: {e}"));
-                return None;
-            }
-        },
-        (Some(_), Some(_)) => {
-            env.invalid("CLIENT_SECRET_KEY_FILE", "set either CLIENT_SECRET_KEY or CLIENT_SECRET_KEY_FILE, not both");
-            return None;
-        }
-    };
+    let material = env.secret_or_file("CLIENT_SECRET_KEY")?;
+    let material = material.expose_secret().trim();
     let key = ClientSecretKey::new(material.as_bytes());
     if key.is_none() {
         env.invalid(
@@ -271,27 +316,12 @@ pub fn client_secret_key(env: &mut Env) -> Option<ClientSecretKey> {
 
 impl JwtSettings {
     fn from_env(env: &mut Env) -> Self {
-        let keys_pem = match (env.secret("JWT_PRIVATE_KEY"), env.optional::<String>("JWT_PRIVATE_KEY_FILE")) {
-            (Some(pem), None) => pem,
-            (None, Some(path)) => match std::fs::read_to_string(&path) {
-                Ok(pem) => SecretString::from(pem),
-                Err(e) => {
-                    env.invalid("JWT_PRIVATE_KEY_FILE", format!("cannot read {path}: {e}"));
-                    SecretString::from(String::new())
-                }
-            },
-            (Some(_), Some(_)) => {
-                env.invalid("JWT_PRIVATE_KEY_FILE", "set either JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both");
-                SecretString::from(String::new())
-            }
-            (None, None) => {
-                env.invalid(
-                    "JWT_PRIVATE_KEY",
-                    "required (an Ed25519 private key in PEM; `order-service keys generate` makes one), or set JWT_PRIVATE_KEY_FILE",
-                );
-                SecretString::from(String::new())
-            }
-        };
+        let keys_pem = env
+            .required_secret_or_file(
+                "JWT_PRIVATE_KEY",
+                "an Ed25519 private key in PEM; `order-service keys generate` makes one",
+            )
+            .unwrap_or_else(|| SecretString::from(String::new()));
         let jwt = JwtSettings {
             keys_pem,
             issuer: env.get("JWT_ISSUER", "orderflow".to_owned()),

@@ -1,6 +1,6 @@
 //! `order-service`: run the API (default), apply migrations, manage OAuth2
-//! clients or signing keys. Configuration comes from the environment (README,
-//! "Configuration").
+//! clients or signing keys. Configuration comes from the environment
+//! (docs/CONFIGURATION.md).
 //!
 //! ```text
 //! order-service                       # serve (same as `order-service serve`)

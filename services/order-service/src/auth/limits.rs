@@ -1,33 +1,35 @@
 //! Rate limits of the token endpoint, keyed by client id and by source
-//! address: a generic cell rate algorithm (GCRA) per key, in memory, per process.
+//! address: `governor`'s keyed GCRA limiter, in memory, per process.
 //!
 //! A limit of `n` per minute lets a key make `n` requests at once, then one
-//! every `60/n` seconds. The state of a key is one instant (when its bucket is
-//! full again); keys whose instant has passed are equivalent to absent ones
-//! and are pruned, so invented keys cannot grow the map without bound: at most
-//! the keys seen within the last minute are kept. Pure: `now` is a parameter.
+//! every `60/n` seconds. Keys whose bucket is full again are equivalent to
+//! absent ones; they are pruned (`retain_recent`) whenever the map has doubled
+//! since the last prune, so invented keys cannot grow it without bound: at most
+//! about the keys seen within the last minute are kept.
 
 use std::{
-    collections::HashMap,
     hash::Hash,
-    sync::Mutex,
-    time::{Duration, Instant},
+    num::NonZeroU32,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
 };
 
-/// A per-key limit of `per_minute` requests (0: unlimited).
-pub struct KeyedLimiter<K> {
-    /// Time one request costs.
-    interval: Duration,
-    /// How far ahead of now a key's state may run: the burst.
-    tolerance: Duration,
-    state: Mutex<State<K>>,
-}
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::NoOpMiddleware,
+    state::keyed::DashMapStateStore,
+};
 
-struct State<K> {
-    /// Per key, when it would have a full bucket again.
-    full_at: HashMap<K, Instant>,
+type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// A per-key limit of `per_minute` requests (0: unlimited).
+pub struct KeyedLimiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    /// `None`: unlimited.
+    limiter: Option<Keyed<K, C>>,
+    clock: C,
     /// Size at which the next prune runs.
-    prune_at: usize,
+    prune_at: AtomicUsize,
 }
 
 /// Refused; retry after this long.
@@ -45,91 +47,88 @@ const MIN_PRUNE: usize = 1024;
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn per_minute(per_minute: u32) -> Self {
-        let (interval, tolerance) = match per_minute {
-            0 => (Duration::ZERO, Duration::ZERO),
-            n => {
-                let interval = Duration::from_secs(60) / n;
-                (interval, interval * (n - 1))
-            }
-        };
-        Self { interval, tolerance, state: Mutex::new(State { full_at: HashMap::new(), prune_at: MIN_PRUNE }) }
+        Self::with_clock(per_minute, DefaultClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
+    fn with_clock(per_minute: u32, clock: C) -> Self {
+        let limiter =
+            NonZeroU32::new(per_minute).map(|n| RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock.clone()));
+        Self { limiter, clock, prune_at: AtomicUsize::new(MIN_PRUNE) }
     }
 
-    /// Counts one request of `key` at `now`, or refuses it.
-    pub fn check(&self, key: &K, now: Instant) -> Result<(), RetryAfter> {
-        if self.interval.is_zero() {
-            return Ok(());
+    /// Counts one request of `key`, or refuses it.
+    pub fn check(&self, key: &K) -> Result<(), RetryAfter> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        if limiter.len() >= self.prune_at.load(Ordering::Relaxed) {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            self.prune_at.store((limiter.len() * 2).max(MIN_PRUNE), Ordering::Relaxed);
         }
-        let mut state = self.state.lock().expect("limiter lock");
-        if state.full_at.len() >= state.prune_at {
-            state.full_at.retain(|_, full_at| *full_at > now);
-            state.prune_at = (state.full_at.len() * 2).max(MIN_PRUNE);
-        }
-        let full_at = state.full_at.get(key).copied().filter(|t| *t > now).unwrap_or(now);
-        let allowed_from = full_at.checked_sub(self.tolerance).unwrap_or(now);
-        if allowed_from > now {
-            return Err(RetryAfter(allowed_from - now));
-        }
-        state.full_at.insert(key.clone(), full_at + self.interval);
-        Ok(())
-    }
-
-    /// Keys currently tracked (the unit tests' view of pruning).
-    #[cfg(test)]
-    fn tracked(&self) -> usize {
-        self.state.lock().expect("limiter lock").full_at.len()
+        limiter.check_key(key).map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now())))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
+
+    fn limiter<K: Hash + Eq + Clone>(per_minute: u32) -> (KeyedLimiter<K, FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        (KeyedLimiter::with_clock(per_minute, clock.clone()), clock)
+    }
+
+    fn tracked<K: Hash + Eq + Clone>(limiter: &KeyedLimiter<K, FakeRelativeClock>) -> usize {
+        limiter.limiter.as_ref().map_or(0, |l| l.len())
+    }
 
     #[test]
     fn allows_a_burst_then_one_per_interval() {
-        let limiter = KeyedLimiter::per_minute(3);
-        let t0 = Instant::now();
+        let (limiter, clock) = limiter(3);
         for _ in 0..3 {
-            assert_eq!(limiter.check(&"a", t0), Ok(()));
+            assert_eq!(limiter.check(&"a"), Ok(()));
         }
-        let refused = limiter.check(&"a", t0).unwrap_err();
+        let refused = limiter.check(&"a").unwrap_err();
         assert_eq!(refused, RetryAfter(Duration::from_secs(20)));
         assert_eq!(refused.seconds(), 20);
-        assert_eq!(limiter.check(&"b", t0), Ok(()), "keys are independent");
-        assert!(limiter.check(&"a", t0 + Duration::from_secs(19)).is_err());
-        assert_eq!(limiter.check(&"a", t0 + Duration::from_secs(20)), Ok(()));
-        assert!(limiter.check(&"a", t0 + Duration::from_secs(20)).is_err());
+        assert_eq!(limiter.check(&"b"), Ok(()), "keys are independent");
+        clock.advance(Duration::from_secs(19));
+        assert!(limiter.check(&"a").is_err());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limiter.check(&"a"), Ok(()));
+        assert!(limiter.check(&"a").is_err());
         // A minute of quiet refills the whole burst.
-        let later = t0 + Duration::from_secs(120);
+        clock.advance(Duration::from_secs(100));
         for _ in 0..3 {
-            assert_eq!(limiter.check(&"a", later), Ok(()));
+            assert_eq!(limiter.check(&"a"), Ok(()));
         }
-        assert!(limiter.check(&"a", later).is_err());
+        assert!(limiter.check(&"a").is_err());
     }
 
     #[test]
     fn zero_means_unlimited() {
-        let limiter = KeyedLimiter::per_minute(0);
-        let now = Instant::now();
-        assert!((0..10_000).all(|_| limiter.check(&1, now).is_ok()));
-        assert_eq!(limiter.tracked(), 0);
+        let (limiter, _) = limiter(0);
+        assert!((0..10_000).all(|_| limiter.check(&1).is_ok()));
+        assert_eq!(tracked(&limiter), 0);
     }
 
     #[test]
     fn stale_keys_are_pruned() {
-        let limiter = KeyedLimiter::per_minute(60);
-        let t0 = Instant::now();
+        let (limiter, clock) = limiter(60);
         for key in 0..(MIN_PRUNE * 3) {
-            limiter.check(&key, t0).unwrap();
+            limiter.check(&key).unwrap();
         }
-        assert_eq!(limiter.tracked(), MIN_PRUNE * 3);
+        assert_eq!(tracked(&limiter), MIN_PRUNE * 3);
         // Two seconds later each of those keys has its bucket full again: the
         // next prune (at twice the size left by the last one) drops them all.
-        let later = t0 + Duration::from_secs(2);
+        clock.advance(Duration::from_secs(2));
         for key in (MIN_PRUNE * 3)..=(MIN_PRUNE * 4) {
-            limiter.check(&key, later).unwrap();
+            limiter.check(&key).unwrap();
         }
-        assert!(limiter.tracked() <= MIN_PRUNE + 1, "{} keys kept", limiter.tracked());
+        assert!(tracked(&limiter) <= MIN_PRUNE + 1, "{} keys kept", tracked(&limiter));
     }
 
     #[test]

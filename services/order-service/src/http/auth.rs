@@ -13,7 +13,7 @@
 //! with `Retry-After`. A malformed client id is refused before it is looked
 //! up or logged. A disabled client gets `invalid_client`.
 
-use std::{collections::HashMap, time::Instant};
+use std::collections::HashMap;
 
 use axum::{
     Json,
@@ -205,7 +205,7 @@ pub async fn issue_token(
 ) -> Result<Response, OAuthError> {
     if let Some(ip) = source {
         tracing::Span::current().record("source", tracing::field::display(ip));
-        state.auth.address_limit.check(&ip, Instant::now()).map_err(|wait| refused("rate_limited", wait))?;
+        state.auth.address_limit.check(&ip).map_err(|wait| refused("rate_limited", wait))?;
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
@@ -229,7 +229,7 @@ pub async fn issue_token(
         return Err(OAuthError::invalid_client());
     }
     tracing::Span::current().record("client_id", client_id.as_str());
-    state.auth.client_limit.check(&client_id, Instant::now()).map_err(|wait| refused("rate_limited", wait))?;
+    state.auth.client_limit.check(&client_id).map_err(|wait| refused("rate_limited", wait))?;
 
     match form.get("grant_type").map(String::as_str) {
         None => return Err(OAuthError::invalid_request("grant_type is required.")),
